@@ -1,0 +1,159 @@
+"""`rlhf-train`: run a preset headless, or check, describe and create presets.
+
+    rlhf-train PRESET.toml [--set section.key=value]... [--run-dir DIR] [--resume]
+    rlhf-train check PRESET.toml... [--set ...] [--json]
+    rlhf-train schema [--markdown]
+    rlhf-train new NAME [--force]
+
+Exit codes: 0 success, 2 invalid preset or usage, 1 a run that failed. Bad input never produces a
+traceback. This module imports no torch/ray/deepspeed/vllm; the trainer is imported only to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rlhf_train.config.issues import PresetIssue
+from rlhf_train.config.loader import LoadResult, check_preset
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+SUBCOMMANDS = ("check", "schema", "new")
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a preset key (value parsed as TOML); OpenRLHF flag names are accepted, "
+                             "e.g. --set n_samples_per_prompt=8")
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhf-train", description="Run an RLHF preset headless. Other commands: "
+                                       + ", ".join(SUBCOMMANDS) + " (rlhf-train COMMAND --help).")
+    parser.add_argument("preset", help="preset TOML file (see presets/)")
+    _add_set(parser)
+    parser.add_argument("--run-dir", help="run directory (default: <run.output_dir>/<run.name>-<UTC time>)")
+    parser.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in --run-dir")
+    return parser
+
+
+def _sub_parser(command: str) -> argparse.ArgumentParser:
+    if command == "check":
+        parser = argparse.ArgumentParser(prog="rlhf-train check",
+                                         description="Validate presets and print the plan: placement, batch "
+                                                     "maths, memory. Exit 0 valid, 2 invalid.")
+        parser.add_argument("presets", nargs="+", metavar="PRESET")
+        _add_set(parser)
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+    elif command == "schema":
+        parser = argparse.ArgumentParser(prog="rlhf-train schema", description="Print the preset JSON Schema.")
+        parser.add_argument("--markdown", action="store_true", help="the preset reference as Markdown instead")
+    else:
+        parser = argparse.ArgumentParser(prog="rlhf-train new",
+                                         description="Write a commented preset with every key at its default.")
+        parser.add_argument("name", help="preset name; writes NAME.toml (or NAME if it ends in .toml)")
+        parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+def format_issues(issues: list[PresetIssue], kind: str) -> list[str]:
+    lines = []
+    for issue in issues:
+        head, _, fix = issue.render().partition(" Fix: ")
+        lines.append(f"  {kind}: {head}")
+        if fix:
+            lines.append(f"    fix: {fix}")
+    return lines
+
+
+def _report(path: str, result: LoadResult) -> str:
+    lines = [f"{path}: " + ("valid" if result.ok else f"{len(result.errors)} error{'s' * (len(result.errors) != 1)}")]
+    lines += [f"  note: {n}" for n in result.notes]
+    lines += format_issues(result.errors, "error")
+    lines += format_issues(result.warnings, "warning")
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from rlhf_train.config.plan import make_plan
+
+    status = EXIT_OK
+    documents = []
+    for path in args.presets:
+        result = check_preset(path, args.overrides)
+        plan = make_plan(result.preset) if result.preset is not None else None
+        status = max(status, EXIT_OK if result.ok else EXIT_INVALID)
+        if args.json:
+            documents.append({"preset": path, "valid": result.ok, "notes": result.notes,
+                              "errors": [e.as_json() for e in result.errors],
+                              "warnings": [w.as_json() for w in result.warnings],
+                              "plan": plan.as_json() if plan else None})
+        else:
+            print(_report(path, result))
+            if plan:
+                print("\n" + plan.render() + "\n")
+    if args.json:
+        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2, default=str))
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from rlhf_train.config.reference import preset_reference_markdown
+
+        print(preset_reference_markdown())
+    else:
+        from rlhf_train.config.schema import Preset
+
+        print(json.dumps(Preset.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from rlhf_train.config.schema import Preset, RunConfig
+    from rlhf_train.config.writer import preset_to_toml
+
+    path = Path(args.name if args.name.endswith(".toml") else f"{args.name}.toml")
+    if path.exists() and not args.force:
+        print(f"error: {path} exists; pass --force to overwrite it.", file=sys.stderr)
+        return EXIT_INVALID
+    stem = path.stem
+    try:
+        preset = Preset(run=RunConfig(name=stem))
+    except ValueError:
+        print(f"error: {stem!r} is not a valid run name (letters, digits, '.', '_', '-').", file=sys.stderr)
+        return EXIT_INVALID
+    path.write_text(preset_to_toml(preset, commented=True, title=f"rlhf-train preset {stem} (every key at its "
+                                                                  "default; delete what you do not change)"))
+    print(f"wrote {path}; check it with: rlhf-train check {path}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    result = check_preset(args.preset, args.overrides)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not result.ok:
+        print(_report(args.preset, result), file=sys.stderr)
+        return EXIT_INVALID
+    for line in format_issues(result.warnings, "warning"):
+        print(line, file=sys.stderr)
+    from rlhf_train.runner import run_preset
+
+    return run_preset(result.preset, run_dir=args.run_dir, resume=args.resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        command = argv.pop(0)
+        args = _sub_parser(command).parse_args(argv)
+        return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new}[command](args)
+    return cmd_run(_run_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
