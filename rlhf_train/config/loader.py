@@ -5,6 +5,8 @@ cross-field rules — every error at once, each naming its `[section].key`.
 from __future__ import annotations
 
 import difflib
+import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +108,11 @@ def _suggest_anywhere(key: str) -> str:
     return f"did you mean {key_name(everywhere[close[0]], close[0])}?" if close else ""
 
 
+def _as_written(key: str) -> str:
+    """A user's key as TOML would need it written: bare when it can be, else quoted (`" "`, `"a.b"`)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
 def _unknown_key(section: str, key: str) -> PresetIssue:
     known = list(SECTIONS[section].model_fields)
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
@@ -114,7 +121,8 @@ def _unknown_key(section: str, key: str) -> PresetIssue:
         fix = _suggest_anywhere(key)
     else:
         fix = f"did you mean {key_name(section, close[0])}?"
-    return PresetIssue(key_name(section, key), "unknown key.", fix=fix or f"known keys: {', '.join(known)}.")
+    return PresetIssue(key_name(section, _as_written(key)), "unknown key.",
+                       fix=fix or f"known keys: {', '.join(known)}.")
 
 
 def _friendly(error: dict, model: type[BaseModel]) -> tuple[str, str]:
@@ -152,7 +160,7 @@ def validate_preset_dict(raw: dict) -> LoadResult:
     if version is None:
         result.errors.append(PresetIssue("schema_version", "missing.", fix=f"add `schema_version = {SCHEMA_VERSION}`"
                                                                            " at the top of the file."))
-    elif version != SCHEMA_VERSION:
+    elif type(version) is not int or version != SCHEMA_VERSION:  # `true` and 1.0 equal 1 in Python
         result.errors.append(PresetIssue("schema_version", f"this rlhf-train reads version {SCHEMA_VERSION}.",
                                          value=version, fix=f"set schema_version = {SCHEMA_VERSION}."))
     sections: dict[str, BaseModel] = {}
@@ -179,11 +187,11 @@ def validate_preset_dict(raw: dict) -> LoadResult:
 def _unknown_top_level(name: str, value: object) -> PresetIssue:
     if not isinstance(value, dict):
         hint = _suggest_anywhere(name)
-        return PresetIssue(name, "unknown top-level key (keys belong in a [section]).", value=value,
+        return PresetIssue(_as_written(name), "unknown top-level key (keys belong in a [section]).", value=value,
                            fix=hint or "put it under its section.")
     close = difflib.get_close_matches(name, list(SECTIONS), n=1, cutoff=0.6)
     fix = f"did you mean [{close[0]}]?" if close else f"sections are: {', '.join(SECTIONS)}."
-    return PresetIssue(key_name(name), "unknown section.", fix=fix)
+    return PresetIssue(key_name(_as_written(name)), "unknown section.", fix=fix)
 
 
 def check_preset(path: str | Path, overrides: list[str] | None = None) -> LoadResult:

@@ -95,10 +95,13 @@ def model_shape(spec: str, size_hint_b: float = 0.0) -> ModelShape | None:
     path = resolve_model_file(spec)
     if path is None:
         return None
-    if path.is_dir() and (path / "config.json").is_file():
-        return shape_from_hf_config(json.loads((path / "config.json").read_text()), f"{path}/config.json")
-    if path.is_file() and path.suffix == ".gguf":
-        return _shape_from_gguf(path)
+    try:  # a config or header that cannot be read leaves the shape unknown here; loading the model says why
+        if path.is_dir() and (path / "config.json").is_file():
+            return shape_from_hf_config(json.loads((path / "config.json").read_text()), f"{path}/config.json")
+        if path.is_file() and path.suffix == ".gguf":
+            return _shape_from_gguf(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError):
+        return None
     return None
 
 

@@ -26,13 +26,16 @@ def count_prompts(preset: Preset) -> int | None:
         path = Path(source).expanduser()
         if not path.is_file():
             return None
-        if path.suffix == ".jsonl":
-            with path.open("rb") as f:
-                count = sum(1 for line in f if line.strip())
-        elif path.suffix == ".json":
-            data = json.loads(path.read_text())
-            count = len(data) if isinstance(data, list) else None
-        else:
+        try:  # unreadable or not JSON: unknown here; the data loader says what is wrong
+            if path.suffix == ".jsonl":
+                with path.open("rb") as f:
+                    count = sum(1 for line in f if line.strip())
+            elif path.suffix == ".json":
+                data = json.loads(path.read_text(encoding="utf-8"))
+                count = len(data) if isinstance(data, list) else None
+            else:
+                return None
+        except (OSError, ValueError):
             return None
     if count is not None and preset.data.max_samples:
         count = min(count, preset.data.max_samples)

@@ -8,6 +8,7 @@ are advice that does not stop a run.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -94,7 +95,13 @@ def _whole_gradient_accumulation(p: Preset) -> Iterator[PresetIssue]:
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+    """The largest divisor d ≤ limit of n: searched downwards from the limit and, as n / k, upwards from
+    k = ⌈n / limit⌉ — 10⁵ candidates each way (exact for all but huge n), else gcd(n, limit)."""
+    top = min(n, limit)
+    down = next((d for d in range(top, max(0, top - 100_000), -1) if n % d == 0), 1)
+    first_k = -(-n // top)
+    up = next((n // k for k in range(first_k, first_k + 100_000) if n % k == 0), 1)
+    return max(down, up, math.gcd(n, limit))
 
 
 # ---- algorithm -------------------------------------------------------------------------------
@@ -270,7 +277,8 @@ def _enough_gpus(p: Preset) -> Iterator[PresetIssue]:
     elif plan.split_engines:
         yield PresetIssue(
             key_name("rollout", "tensor_parallel_size"), value=p.rollout.tensor_parallel_size,
-            rule=f"engine(s) {plan.split_engines} would straddle two nodes.",
+            rule=f"engine(s) {plan.split_engines} find no node with {p.rollout.tensor_parallel_size} free GPUs "
+                 f"left (an engine's tensor-parallel GPUs must all sit on one node).",
             fix="choose worker counts that leave whole tensor-parallel groups free on a node.")
 
 

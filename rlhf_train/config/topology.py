@@ -133,7 +133,7 @@ def plan_placement(preset: Preset) -> PlacementPlan:
             gpus = []
             for engine in range(preset.rollout.num_engines):
                 engine_gpus = take(tp, whole_node=True)
-                if len({n for n, _ in engine_gpus}) > 1:
+                if len({n for n, _ in engine_gpus}) > 1 or engine_gpus[0][0] >= p.nodes:  # split or no room
                     plan.split_engines.append(engine)
                 gpus += engine_gpus
         else:
