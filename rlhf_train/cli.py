@@ -1,6 +1,6 @@
 """`rlhf-train`: run a preset headless, or check, describe and create presets.
 
-    rlhf-train PRESET.toml [--set section.key=value]... [--run-dir DIR] [--resume]
+    rlhf-train PRESET.toml [--set section.key=value]... [--run-dir DIR]
     rlhf-train check PRESET.toml... [--set ...] [--json]
     rlhf-train schema [--markdown]
     rlhf-train new NAME [--force]
@@ -36,7 +36,6 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("preset", help="preset TOML file (see presets/)")
     _add_set(parser)
     parser.add_argument("--run-dir", help="run directory (default: <run.output_dir>/<run.name>-<UTC time>)")
-    parser.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in --run-dir")
     return parser
 
 
@@ -143,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     from rlhf_train.runner import run_preset
 
-    return run_preset(result.preset, run_dir=args.run_dir, resume=args.resume)
+    return run_preset(result.preset, run_dir=args.run_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,8 +54,16 @@ class MemoryPlan:
     note: str = ""
 
 
-def gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB"
+def human_bytes(n: int) -> str:
+    """Bytes in the largest binary unit that keeps the number ≥ 1 (two decimals)."""
+    for unit, size in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def human_params(n: int) -> str:
+    return f"{n / 1e9:.3f} B" if n >= 1e9 else f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} K"
 
 
 def _trained(preset: Preset, role: str, params: int) -> RoleMemory:

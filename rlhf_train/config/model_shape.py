@@ -72,12 +72,12 @@ def resolve_model_file(spec: str) -> Path | None:
     """The local file or directory a model spec names, or None for built-ins and missing paths."""
     if spec.startswith("builtin:"):
         return None
-    if spec.startswith("package:"):
-        from rlhf_train.models.packaged import packaged_gguf_path
+    from rlhf_train.models.loading import ModelLoadError, resolve_model_spec
 
-        return packaged_gguf_path(spec)
-    path = Path(spec).expanduser()
-    return path if path.exists() else None
+    try:
+        return resolve_model_spec(spec).path
+    except ModelLoadError:
+        return None
 
 
 def model_shape(spec: str, size_hint_b: float = 0.0) -> ModelShape | None:

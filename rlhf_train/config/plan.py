@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_train.config.batch import BatchPlan, plan_batches
-from rlhf_train.config.memory import MemoryPlan, estimate_memory, gib
+from rlhf_train.config.memory import MemoryPlan, estimate_memory, human_bytes, human_params
 from rlhf_train.config.model_shape import ModelShape, actor_shape
 from rlhf_train.config.schema import Preset
 from rlhf_train.config.topology import PlacementPlan, Slot, active_roles, plan_placement
@@ -19,9 +19,9 @@ def count_prompts(preset: Preset) -> int | None:
     """Prompts the run will use, when that can be known cheaply here (None otherwise)."""
     source = preset.data.prompt_data
     if source.startswith("builtin:"):
-        from rlhf_train.rewards.task_sizes import builtin_prompt_count
+        from rlhf_train.data.prompts import BUILTIN_PROMPT_COUNT
 
-        count = builtin_prompt_count(source)
+        count = preset.data.max_samples or BUILTIN_PROMPT_COUNT
     else:
         path = Path(source).expanduser()
         if not path.is_file():
@@ -90,7 +90,11 @@ class Plan:
             slots = self.placement.slots[role]
             shared = self.placement.shared_with.get(role, ())
             with_ = f", shares with {', '.join(shared)}" if shared else ""
-            lines.append(f"{role:<10} ×{len(slots):<3} {_where(slots, self.preset)}{with_}")
+            count = f"×{len(slots)}"
+            if role == "engine":
+                r = self.preset.rollout
+                count = f"×{r.num_engines}" + (f" TP{r.tensor_parallel_size}" if r.tensor_parallel_size > 1 else "")
+            lines.append(f"{role:<10} {count:<7} {_where(slots, self.preset)}{with_}")
         if self.preset.placement.gpus_per_node:
             lines.append(f"GPUs: {self.placement.gpus_needed} needed of {self.placement.gpus_available} "
                          f"({self.preset.placement.nodes} node(s) × {self.preset.placement.gpus_per_node})")
@@ -100,21 +104,21 @@ class Plan:
         if self.shape is None:
             return [self.memory.note]
         on = "GPU" if self.preset.placement.gpus_per_node else "host (CPU run)"
-        lines = [f"model: {self.shape.params / 1e9:.3f} B parameters = P (from {self.shape.source}); on {on}"]
+        lines = [f"model: {human_params(self.shape.params)} parameters = P (from {self.shape.source}); on {on}"]
         for role, mem in self.memory.roles.items():
-            parts = ", ".join(f"{part} {gib(b)} [{mem.formulas[part]}]" for part, b in mem.gpu.items())
-            lines.append(f"{role:<10} {gib(mem.gpu_total):>10}  {parts}")
+            parts = ", ".join(f"{part} {human_bytes(b)} [{mem.formulas[part]}]" for part, b in mem.gpu.items())
+            lines.append(f"{role:<10} {human_bytes(mem.gpu_total):>10}  {parts}")
             if mem.host:
                 lines.append(f"{'':<10} {'':>10}  offloaded to host: " +
-                             ", ".join(f"{part} {gib(b)}" for part, b in mem.host.items()))
+                             ", ".join(f"{part} {human_bytes(b)}" for part, b in mem.host.items()))
             if mem.kv_cache_tokens is not None:
                 lines.append(f"{'':<10} {'':>10}  KV cache ≈ {mem.kv_cache_tokens:,} tokens per engine")
         if self.preset.placement.gpus_per_node:
             for group, peak in self.memory.gpu_peak.items():
                 flag = "  OVER GPU MEMORY" if peak > self.memory.gpu_bytes else ""
-                lines.append(f"peak on a GPU of {'+'.join(group)}: {gib(peak)} of {gib(self.memory.gpu_bytes)}{flag}")
+                lines.append(f"peak on a GPU of {'+'.join(group)}: {human_bytes(peak)} of {human_bytes(self.memory.gpu_bytes)}{flag}")
         for node, host in self.memory.host_peak.items():
-            lines.append(f"host RAM on node{node} for offloaded states: {gib(host)}")
+            lines.append(f"host RAM on node{node} for offloaded states: {human_bytes(host)}")
         lines.append("activations are not included")
         return lines
 

@@ -210,7 +210,6 @@ class TelemetryConfig(Section):
 class CheckpointConfig(Section):
     save_steps: int = Field(0, ge=0, description="Save a checkpoint every N RL steps; 0 = only at the end.")
     keep: int = Field(3, ge=1, description="Checkpoints kept; older ones are deleted.")
-    resume: bool = Field(False, description="Resume from the newest checkpoint in the run directory.")
 
 
 class Preset(BaseModel):

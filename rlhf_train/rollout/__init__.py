@@ -1,0 +1,1 @@
+"""Rollout engines behind one interface: HF generate (any device) now, vLLM later."""

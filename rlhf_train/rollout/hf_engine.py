@@ -1,0 +1,85 @@
+"""Generation with transformers' `generate`, on whatever device the model lives.
+
+Used where vLLM is not: CPU machines, debugging, and the in-process `local` placement, where the
+engine shares the actor's module so a weight sync costs nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rlhf_train.rollout.base import Generation, SamplingParams
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token rows to one width: (ids [B, W], attention mask [B, W])."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row):] = 1
+    return ids, mask
+
+
+def cut_at_eos(tokens: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
+    """Tokens up to and including the first eos, and whether there was none (truncated)."""
+    for i, token in enumerate(tokens):
+        if token in eos_ids:
+            return tokens[: i + 1], False
+    return tokens, True
+
+
+class HFEngine:
+    """`RolloutEngine` over a causal LM. `shared=True` means the model *is* the actor's module, so
+    `load_weights` has nothing to copy."""
+
+    def __init__(self, model: nn.Module, pad_id: int, eos_ids: set[int], max_batch_samples: int = 64,
+                 shared: bool = False):
+        self.model = model
+        self.pad_id = pad_id
+        self.eos_ids = eos_ids
+        self.max_batch_samples = max_batch_samples
+        self.shared = shared
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
+        device = next(self.model.parameters()).device
+        samples = [row for row in prompt_ids for _ in range(params.n)]  # each prompt n times, contiguous
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(params.seed)
+        out = Generation([], [], [])
+        try:
+            for start in range(0, len(samples), self.max_batch_samples):
+                chunk = samples[start:start + self.max_batch_samples]
+                ids, mask = left_pad(chunk, self.pad_id)
+                sampled = self.model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=params.max_new_tokens,
+                    pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids), **_sampling_kwargs(params))
+                for prompt, row in zip(chunk, sampled[:, ids.shape[1]:].tolist()):
+                    response, truncated = cut_at_eos(row, self.eos_ids)
+                    out.prompt_ids.append(prompt)
+                    out.response_ids.append(response)
+                    out.truncated.append(truncated)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        return out
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        if not self.shared:
+            self.model.load_state_dict(state_dict)
+
+    def sleep(self) -> None:
+        """Nothing to release: the HF engine holds no KV cache between calls."""
+
+    def wake_up(self) -> None:
+        """Nothing to restore (see `sleep`)."""
+
+
+def _sampling_kwargs(params: SamplingParams) -> dict:
+    if params.temperature == 0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
+            "top_k": params.top_k if params.top_k > 0 else 0}  # 0 disables; None means 50

@@ -1,0 +1,90 @@
+"""Run a validated preset headless: the run directory, logging, the roles, the loop, and an honest
+ending — `run.json` says finished, stopped or failed (with the reason), and bad input ends in one
+clear line on stderr, never a traceback (that goes to `train.log`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from rlhf_train.config.schema import Preset
+from rlhf_train.errors import RunError, user_errors
+from rlhf_train.progress import StepProgress, summary
+from rlhf_train.telemetry.emitter import Emitter
+from rlhf_train.telemetry.rundir import RunDir
+
+log = logging.getLogger("rlhf_train")
+
+
+def _setup_logging(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def check_runtime(preset: Preset) -> None:
+    """What the preset needs from this machine and this build, checked before any model loads."""
+    import torch
+
+    if preset.placement.gpus_per_node > 0 and not torch.cuda.is_available():
+        raise RunError(f"the preset asks for GPUs ([placement].gpus_per_node = {preset.placement.gpus_per_node}) but "
+                       "torch sees no CUDA device here; run it on a GPU machine, or use a CPU preset "
+                       "(gpus_per_node = 0) such as presets/tiny-cpu.toml")
+    if preset.placement.mode != "local":
+        raise RunError("[placement].mode = \"ray\" needs the distributed trainer, which this version does not have "
+                       "yet; use mode = \"local\"")
+    if preset.rollout.engine != "hf":
+        raise RunError("[rollout].engine = \"vllm\" is not available in this version yet; use engine = \"hf\"")
+
+
+def run_preset(preset: Preset, run_dir: str | None = None) -> int:
+    """Run to the end; returns the process exit code (0 finished, 1 failed, 130 interrupted)."""
+    rd = RunDir.create(preset, run_dir)
+    handler = _setup_logging(rd.log_path)
+    emitter = Emitter(rd.events_path)
+    print(f"run directory: {rd.path}", file=sys.stderr)
+    log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
+    progress: StepProgress | None = None
+    try:
+        check_runtime(preset)
+        from rlhf_train.build import build_local_run
+
+        trainer = build_local_run(preset, rd, emitter)
+        previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
+        progress = StepProgress(trainer.total_steps, preset.run.name)
+        progress.start()
+
+        def on_step(step: int, metrics: dict[str, float]) -> None:
+            progress.advance(step, metrics)
+            log.info("step %d/%d %s", step, trainer.total_steps, summary(metrics))
+
+        completed = trainer.run(on_step)
+        signal.signal(signal.SIGTERM, previous)
+        trainer.save_checkpoint()
+        status, reason, code = ("finished", "", 0) if completed else ("stopped", "stop requested (SIGTERM)", 0)
+    except KeyboardInterrupt:
+        status, reason, code = "stopped", "interrupted (Ctrl-C)", 130
+    except user_errors() as exc:
+        log.exception("run failed")
+        status, reason, code = "failed", str(exc), 1
+    except Exception as exc:  # noqa: BLE001 - a crash still ends the run record honestly
+        log.exception("run crashed")
+        status, reason, code = "failed", f"internal error: {type(exc).__name__}: {exc} (traceback in {rd.log_path})", 1
+    finally:
+        if progress is not None:
+            progress.close()
+    rd.finish(status, reason)
+    emitter.emit("end", status=status, reason=reason)
+    emitter.close()
+    log.info("run %s %s %s", rd.info.id, status, reason)
+    log.removeHandler(handler)
+    handler.close()
+    if status == "failed":
+        print(f"error: {reason}", file=sys.stderr)
+    print(f"run {status}: {rd.path}", file=sys.stderr)
+    return code

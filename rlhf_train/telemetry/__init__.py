@@ -1,0 +1,1 @@
+"""Telemetry: the event schema, the emitter and its sinks, the run directory."""
