@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from transformers.utils import logging as transformers_logging
 
 from rlhf_train.config.batch import plan_batches, rl_steps
 from rlhf_train.config.schema import Preset
@@ -24,6 +25,7 @@ from rlhf_train.trainer import Roles, Trainer
 
 
 def build_local_run(preset: Preset, run_dir: RunDir, emitter: Emitter) -> Trainer:
+    transformers_logging.disable_progress_bar()  # our progress bar is the one on the terminal
     torch.manual_seed(preset.run.seed)
     m, d = preset.model, preset.data
     model, tokenizer = load_model_and_tokenizer(m.actor, dtype=m.dtype, seed=preset.run.seed, for_role="actor")
@@ -33,7 +35,7 @@ def build_local_run(preset: Preset, run_dir: RunDir, emitter: Emitter) -> Traine
     prompts = load_prompts(d.prompt_data, input_key=d.input_key, label_key=d.label_key or None,
                            max_samples=d.max_samples, seed=preset.run.seed)
     total_steps = rl_steps(preset, len(prompts))
-    if total_steps == 0:
+    if len(prompts) < preset.train.rollout_batch_size:
         raise RunError(f"{d.prompt_data} has {len(prompts)} prompts, fewer than one rollout batch "
                        f"([train].rollout_batch_size = {preset.train.rollout_batch_size}); lower it or add prompts")
     optimizer_steps = total_steps * plan_batches(preset, len(prompts)).optimizer_steps_per_rollout

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -147,11 +148,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        command = argv.pop(0)
-        args = _sub_parser(command).parse_args(argv)
-        return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new}[command](args)
-    return cmd_run(_run_parser().parse_args(argv))
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            command = argv.pop(0)
+            args = _sub_parser(command).parse_args(argv)
+            return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new}[command](args)
+        return cmd_run(_run_parser().parse_args(argv))
+    except BrokenPipeError:  # `rlhf-train check --json | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -55,7 +55,12 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
         from rlhf_train.build import build_local_run
 
         trainer = build_local_run(preset, rd, emitter)
-        previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
+        def request_stop(*_) -> None:
+            """First SIGTERM: finish the current step, save, stop. A second one kills as usual."""
+            trainer.stop_requested = True
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        previous = signal.signal(signal.SIGTERM, request_stop)
         progress = StepProgress(trainer.total_steps, preset.run.name)
         progress.start()
 

