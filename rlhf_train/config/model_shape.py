@@ -86,7 +86,7 @@ def model_shape(spec: str, size_hint_b: float = 0.0) -> ModelShape | None:
     `size_hint_b` wins when set: it is how a user describes a model that lives on the cluster.
     """
     if size_hint_b > 0:
-        return ModelShape(params=int(size_hint_b * 1e9), source="[model].size_hint_b")
+        return ModelShape(params=round(size_hint_b * 1e9), source="[model].size_hint_b")
     if spec.startswith("builtin:"):
         from rlhf_train.models.tiny_spec import builtin_config
 
