@@ -4,6 +4,7 @@
     rlhf-train check PRESET.toml... [--set ...] [--json]
     rlhf-train schema [--markdown]
     rlhf-train new NAME [--force]
+    rlhf-train runs [--root runs] [--json]
 
 Exit codes: 0 success, 2 invalid preset or usage, 1 a run that failed. Bad input never produces a
 traceback. This module imports no torch/ray/deepspeed/vllm; the trainer is imported only to run.
@@ -21,7 +22,7 @@ from rlhf_train.config.issues import PresetIssue
 from rlhf_train.config.loader import LoadResult, check_preset
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-SUBCOMMANDS = ("check", "schema", "new")
+SUBCOMMANDS = ("check", "schema", "new", "runs")
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,12 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
                                                      "maths, memory. Exit 0 valid, 2 invalid.")
         parser.add_argument("presets", nargs="+", metavar="PRESET")
         _add_set(parser)
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+    elif command == "runs":
+        parser = argparse.ArgumentParser(prog="rlhf-train runs", description="List runs: status, step, last reward, "
+                                                                           "age. A running run whose process is gone "
+                                                                           "is shown as lost.")
+        parser.add_argument("--root", default="runs", help="directory holding run directories (default: runs)")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
     elif command == "schema":
         parser = argparse.ArgumentParser(prog="rlhf-train schema", description="Print the preset JSON Schema.")
@@ -132,6 +139,14 @@ def cmd_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rlhf_train.telemetry.runs import list_runs, render_table
+
+    runs = list_runs(Path(args.root))
+    print(json.dumps([r.as_json() for r in runs], indent=2) if args.json else render_table(runs))
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     result = check_preset(args.preset, args.overrides)
     for note in result.notes:
@@ -152,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             command = argv.pop(0)
             args = _sub_parser(command).parse_args(argv)
-            return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new}[command](args)
+            return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new, "runs": cmd_runs}[command](args)
         return cmd_run(_run_parser().parse_args(argv))
     except BrokenPipeError:  # `rlhf-train check --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

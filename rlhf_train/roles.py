@@ -127,7 +127,7 @@ class ActorRole:
     def fit(self, batch: ExperienceBatch, kl_coef: float, seed: int) -> dict[str, float]:
         self.kl_coef = kl_coef
         stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, 1, seed)
-        stats["lr"] = self.optimized.lr
+        stats["actor_lr"] = self.optimized.lr
         return stats
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from rlhf_train.algos import approx_kl, compute_advantages, masked_mean, normalize_advantages
+from rlhf_train.algos.diagnostics import explained_variance
 from rlhf_train.algos.kl_controller import make_kl_controller
 from rlhf_train.config.schema import Preset
 from rlhf_train.data.prompts import PromptRecord, prompt_token_ids
@@ -68,6 +69,14 @@ class Trainer:
         self.kl_controller = make_kl_controller(preset.algo)
         self.batches = prompt_batches(prompts, preset.train.rollout_batch_size, preset.run.seed)
         self.stop_requested = False
+        self.role_state: dict[str, str] = {}
+
+    def set_state(self, role: str, state: str) -> None:
+        """Record a role's state and emit a `state` event when it changes (the TUI's timeline)."""
+        previous = self.role_state.get(role, "idle")
+        if previous != state:
+            self.role_state[role] = state
+            self.emit("state", role=role, **{"from": previous, "to": state})
 
     def sampling(self, step: int) -> SamplingParams:
         r = self.preset.rollout
@@ -80,7 +89,9 @@ class Trainer:
         n = p.rollout.n_samples_per_prompt
         t0 = time.perf_counter()
         prompt_ids = encode_prompts(records, roles.tokenizer, p.data.max_prompt_len, p.data.apply_chat_template)
+        self.set_state("engine", "generating")
         generation = roles.engine.generate(prompt_ids, self.sampling(step))
+        self.set_state("engine", "idle")
         t_generate = time.perf_counter() - t0
 
         batch = batch_from_generation(generation, roles.tokenizer.pad_token_id)
@@ -112,6 +123,7 @@ class Trainer:
 
         lengths = mask.sum(dim=1).float()
         stats = {
+            "rollout/response_length_max": lengths.max().item(),
             "reward/mean": scores.mean().item(),
             "reward/std": scores.std().item() if len(scores) > 1 else 0.0,
             "train/kl": masked_mean(batch.kl, mask).item(),
@@ -124,6 +136,7 @@ class Trainer:
         }
         if batch.values is not None:
             stats["train/values"] = masked_mean(batch.values, mask).item()
+            stats["critic/explained_var"] = explained_variance(batch.values, batch.returns, mask).item()
         self._emit_samples(step, prompts, responses, scores)
         return batch, stats
 
@@ -141,8 +154,12 @@ class Trainer:
         t1 = time.perf_counter()
         seed = self.preset.run.seed * 7919 + step
         if self.roles.critic is not None:
+            self.set_state("critic", "training")
             metrics.update({f"train/{k}": v for k, v in self.roles.critic.fit(batch, seed).items()})
+            self.set_state("critic", "idle")
+        self.set_state("actor", "training")
         actor_stats = self.roles.actor.fit(batch, self.kl_controller.value, seed)
+        self.set_state("actor", "idle")
         metrics.update({f"train/{k}": v for k, v in actor_stats.items()})
         t2 = time.perf_counter()
         self.roles.engine.load_weights(self.roles.actor.state_dict())

@@ -30,15 +30,24 @@ def test_algorithm_runs_end_to_end(tmp_path, algo, estimator):
     assert hello["preset"]["algo"]["name"] == algo
     metrics = [e["values"] for e in events(run, "metric")]
     assert [e["step"] for e in events(run, "metric")] == [1, 2, 3]
+    samples = 4 * 8  # rollout_batch_size × n_samples_per_prompt
     for values in metrics:
+        generated = finite(values, "perf/rollout_tokens_per_s") * finite(values, "time/generate_s")
+        assert generated == pytest.approx(finite(values, "rollout/response_length") * samples, rel=1e-6)
+        assert 1 <= finite(values, "rollout/response_length_max") <= 3
         finite(values, "train/policy_loss")
         assert 0.0 <= finite(values, "reward/mean") <= 1.0
         assert 0.0 <= finite(values, "train/clip_frac") <= 1.0
+    transitions = [(e["role"], e["from"], e["to"]) for e in events(run, "state")]
+    assert transitions[:2] == [("engine", "idle", "generating"), ("engine", "generating", "idle")]
+    assert transitions.count(("actor", "idle", "training")) == 3
     if estimator == "gae":
         assert "critic" in hello["roles"]
+        assert transitions.count(("critic", "idle", "training")) == 3
         for values in metrics:
             finite(values, "train/critic_loss")
             finite(values, "train/values")
+            assert finite(values, "critic/explained_var") <= 1.0
     else:
         assert "critic" not in hello["roles"] and "train/critic_loss" not in metrics[0]
     assert run_info(run)["status"] == "finished"

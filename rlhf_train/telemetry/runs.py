@@ -1,0 +1,119 @@
+"""The runs under a directory, summarised from their `run.json` and the tail of `events.jsonl`
+(`rlhf-train runs`). A `running` run whose process is gone is reported as `lost`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rlhf_train.telemetry.protocol import ProtocolError, decode_event
+
+TAIL_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    path: str
+    status: str
+    start: str
+    step: int | None
+    total_steps: int | None
+    reward: float | None
+    reason: str
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _last_metric(events_path: Path) -> tuple[int | None, float | None]:
+    """Step and reward of the newest `metric` event, reading only the file's tail."""
+    if not events_path.is_file():
+        return None, None
+    with events_path.open("rb") as f:
+        f.seek(max(0, events_path.stat().st_size - TAIL_BYTES))
+        lines = f.read().splitlines()
+    for line in reversed(lines):
+        try:
+            event = decode_event(line)
+        except ProtocolError:
+            continue
+        if event.type == "metric":
+            return event.get("step"), (event.get("values") or {}).get("reward/mean")
+    return None, None
+
+
+def _total_steps(events_path: Path) -> int | None:
+    if not events_path.is_file():
+        return None
+    with events_path.open("rb") as f:
+        for line in f:
+            try:
+                event = decode_event(line)
+            except ProtocolError:
+                continue
+            if event.type == "hello":
+                return event.get("total_steps")
+    return None
+
+
+def summarise(run_dir: Path) -> RunSummary | None:
+    """One run's summary; None when the directory holds no readable run.json."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    status = info.get("status", "?")
+    if status == "running" and not process_alive(int(info.get("pid") or 0)):
+        status = "lost"
+    step, reward = _last_metric(run_dir / "events.jsonl")
+    return RunSummary(id=info.get("id", run_dir.name), path=str(run_dir), status=status, start=info.get("start", ""),
+                      step=step, total_steps=_total_steps(run_dir / "events.jsonl"), reward=reward,
+                      reason=info.get("reason", ""))
+
+
+def list_runs(root: Path) -> list[RunSummary]:
+    """Every run directly under `root`, newest first."""
+    if not root.is_dir():
+        return []
+    found = [s for d in root.iterdir() if d.is_dir() and (s := summarise(d)) is not None]
+    return sorted(found, key=lambda s: s.start, reverse=True)
+
+
+def age(start: str, now: datetime | None = None) -> str:
+    try:
+        began = datetime.fromisoformat(start)
+    except ValueError:
+        return "?"
+    seconds = int(((now or datetime.now(timezone.utc)) - began).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def render_table(runs: list[RunSummary]) -> str:
+    if not runs:
+        return "no runs"
+    rows = [("RUN", "STATUS", "STEP", "REWARD", "STARTED", "REASON")]
+    for r in runs:
+        step = "-" if r.step is None else f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
+        reward = "-" if r.reward is None else f"{r.reward:.3f}"
+        rows.append((r.id, r.status, step, reward, age(r.start), r.reason[:60]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
