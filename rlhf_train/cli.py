@@ -5,6 +5,7 @@
     rlhf-train schema [--markdown]
     rlhf-train new NAME [--force]
     rlhf-train runs [--root runs] [--json]
+    rlhf-train watch [RUN|latest] [--root runs] [--json] [--since SEQ] [--no-follow]
 
 Exit codes: 0 success, 2 invalid preset or usage, 1 a run that failed. Bad input never produces a
 traceback. This module imports no torch/ray/deepspeed/vllm; the trainer is imported only to run.
@@ -22,7 +23,7 @@ from rlhf_train.config.issues import PresetIssue
 from rlhf_train.config.loader import LoadResult, check_preset
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-SUBCOMMANDS = ("check", "schema", "new", "runs")
+SUBCOMMANDS = ("check", "schema", "new", "runs", "watch")
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +56,14 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
                                                                            "is shown as lost.")
         parser.add_argument("--root", default="runs", help="directory holding run directories (default: runs)")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+    elif command == "watch":
+        parser = argparse.ArgumentParser(prog="rlhf-train watch", description="Follow a run: live while it runs, "
+                                                                            "replayed from its events once it ended.")
+        parser.add_argument("run", nargs="?", default="latest", help="run directory, run id or 'latest' (default)")
+        parser.add_argument("--root", default="runs", help="directory holding run directories (default: runs)")
+        parser.add_argument("--json", action="store_true", help="raw events as NDJSON")
+        parser.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this seq")
+        parser.add_argument("--no-follow", action="store_true", help="print what is recorded now and exit")
     elif command == "schema":
         parser = argparse.ArgumentParser(prog="rlhf-train schema", description="Print the preset JSON Schema.")
         parser.add_argument("--markdown", action="store_true", help="the preset reference as Markdown instead")
@@ -147,6 +156,22 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from rlhf_train.errors import RunError
+    from rlhf_train.telemetry.client import iter_events, resolve_run
+    from rlhf_train.telemetry.watch import watch
+
+    try:
+        run_dir = resolve_run(args.run, args.root)
+        view = watch(iter_events(run_dir, since_seq=args.since, follow=not args.no_follow), as_json=args.json)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_FAILED if view.status == "failed" else EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     result = check_preset(args.preset, args.overrides)
     for note in result.notes:
@@ -167,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             command = argv.pop(0)
             args = _sub_parser(command).parse_args(argv)
-            return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new, "runs": cmd_runs}[command](args)
+            return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new, "runs": cmd_runs,
+                    "watch": cmd_watch}[command](args)
         return cmd_run(_run_parser().parse_args(argv))
     except BrokenPipeError:  # `rlhf-train check --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

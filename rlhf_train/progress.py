@@ -13,8 +13,10 @@ SHOWN = (("reward", "reward/mean", "{:.3f}"), ("kl", "train/kl", "{:.4f}"), ("lo
          ("s/step", "perf/step_s", "{:.2f}"))
 
 
-def summary(metrics: dict[str, float]) -> str:
-    return "  ".join(f"{label} {fmt.format(metrics[key])}" for label, key, fmt in SHOWN if key in metrics)
+def summary(metrics: dict[str, float | None], extra: tuple = ()) -> str:
+    """`reward 0.412  kl 0.0213  loss -0.0110  s/step 0.45` from a metric dict (N/A for null)."""
+    return "  ".join(f"{label} {'N/A' if metrics[key] is None else fmt.format(metrics[key])}"
+                     for label, key, fmt in SHOWN + extra if key in metrics)
 
 
 def _eta(seconds: float) -> str:
