@@ -15,6 +15,7 @@ from rlhf_train.errors import RunError, user_errors
 from rlhf_train.progress import StepProgress, summary
 from rlhf_train.telemetry.emitter import Emitter
 from rlhf_train.telemetry.rundir import RunDir
+from rlhf_train.telemetry.server import start_server
 
 log = logging.getLogger("rlhf_train")
 
@@ -47,6 +48,10 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
     rd = RunDir.create(preset, run_dir)
     handler = _setup_logging(rd.log_path)
     emitter = Emitter(rd.events_path)
+    server = start_server(rd.path, emitter) if preset.telemetry.socket else None
+    if server is not None:
+        rd.info.socket = str(server.path)
+        rd.write_info()
     print(f"run directory: {rd.path}", file=sys.stderr)
     log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
     progress: StepProgress | None = None
@@ -85,6 +90,8 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
             progress.close()
     rd.finish(status, reason)
     emitter.emit("end", status=status, reason=reason)
+    if server is not None:
+        server.close()
     emitter.close()
     log.info("run %s %s %s", rd.info.id, status, reason)
     log.removeHandler(handler)
