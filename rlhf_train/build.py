@@ -10,7 +10,6 @@ from transformers.utils import logging as transformers_logging
 
 from rlhf_train.config.batch import plan_batches, rl_steps
 from rlhf_train.config.schema import Preset
-from rlhf_train.config.topology import active_roles
 from rlhf_train.data.prompts import load_prompts
 from rlhf_train.errors import RunError
 from rlhf_train.models.actor import Actor
@@ -56,7 +55,7 @@ def build_local_run(preset: Preset, run_dir: RunDir, emitter: Emitter) -> Traine
                       shared=True)
     roles = Roles(actor=ActorRole(actor, preset, optimizer_steps), reference=reference, critic=critic,
                   reward=make_reward_source(preset), engine=engine, tokenizer=tokenizer)
-    emitter.emit("hello", run=run_dir.info.id, name=preset.run.name, pid=run_dir.info.pid,
-                 preset=preset.model_dump(mode="json"), roles=list(active_roles(preset)), total_steps=total_steps,
-                 prompts=len(prompts), parameters=sum(p.numel() for p in model.parameters()))
+    parameters = sum(p.numel() for p in model.parameters())
+    emitter.emit("log", level="info", message=f"loaded {m.actor} ({parameters:,} parameters) and {len(prompts)} prompts;"
+                 f" {total_steps} steps", parameters=parameters, prompts=len(prompts), total_steps=total_steps)
     return Trainer(preset, roles, prompts, total_steps, emitter.emit, run_dir.checkpoints)

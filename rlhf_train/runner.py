@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 from rlhf_train.config.schema import Preset
+from rlhf_train.config.topology import active_roles
 from rlhf_train.errors import RunError, user_errors
 from rlhf_train.progress import StepProgress, summary
 from rlhf_train.telemetry.emitter import Emitter
 from rlhf_train.telemetry.rundir import RunDir
+from rlhf_train.telemetry.sampler import GpuSampler
 from rlhf_train.telemetry.server import start_server
 
 log = logging.getLogger("rlhf_train")
@@ -43,23 +45,29 @@ def check_runtime(preset: Preset) -> None:
         raise RunError("[rollout].engine = \"vllm\" is not available in this version yet; use engine = \"hf\"")
 
 
-def run_preset(preset: Preset, run_dir: str | None = None) -> int:
-    """Run to the end; returns the process exit code (0 finished, 1 failed, 130 interrupted)."""
-    rd = RunDir.create(preset, run_dir)
-    handler = _setup_logging(rd.log_path)
-    emitter = Emitter(rd.events_path)
-    server = start_server(rd.path, emitter) if preset.telemetry.socket else None
-    if server is not None:
-        rd.info.socket = str(server.path)
-        rd.write_info()
-    print(f"run directory: {rd.path}", file=sys.stderr)
-    log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
+def hello_fields(preset: Preset, rd: RunDir) -> dict:
+    """What a viewer learns first, before any model loads: the run, its preset and roles, the step
+    count when the prompt set can be counted cheaply, and the GPUs (none on a CPU machine)."""
+    from rlhf_train.config.batch import rl_steps
+    from rlhf_train.config.plan import count_prompts
+    from rlhf_train.telemetry.nvml import read_devices
+
+    devices = [{"index": d.index, "name": d.name, "total_bytes": d.total_bytes}
+               for d in (read_devices() if preset.telemetry.nvml else [])]
+    return {"run": rd.info.id, "name": preset.run.name, "pid": rd.info.pid, "preset": preset.model_dump(mode="json"),
+            "roles": list(active_roles(preset)), "total_steps": rl_steps(preset, count_prompts(preset)),
+            "devices": devices}
+
+
+def train(preset: Preset, rd: RunDir, emitter: Emitter) -> tuple[str, str, int]:
+    """Build and run the trainer; (status, reason, exit code) however it ends."""
     progress: StepProgress | None = None
     try:
         check_runtime(preset)
         from rlhf_train.build import build_local_run
 
         trainer = build_local_run(preset, rd, emitter)
+
         def request_stop(*_) -> None:
             """First SIGTERM: finish the current step, save, stop. A second one kills as usual."""
             trainer.stop_requested = True
@@ -76,18 +84,38 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
         completed = trainer.run(on_step)
         signal.signal(signal.SIGTERM, previous)
         trainer.save_checkpoint()
-        status, reason, code = ("finished", "", 0) if completed else ("stopped", "stop requested (SIGTERM)", 0)
+        return ("finished", "", 0) if completed else ("stopped", "stop requested (SIGTERM)", 0)
     except KeyboardInterrupt:
-        status, reason, code = "stopped", "interrupted (Ctrl-C)", 130
+        return "stopped", "interrupted (Ctrl-C)", 130
     except user_errors() as exc:
         log.exception("run failed")
-        status, reason, code = "failed", str(exc), 1
+        return "failed", str(exc), 1
     except Exception as exc:  # noqa: BLE001 - a crash still ends the run record honestly
         log.exception("run crashed")
-        status, reason, code = "failed", f"internal error: {type(exc).__name__}: {exc} (traceback in {rd.log_path})", 1
+        return "failed", f"internal error: {type(exc).__name__}: {exc} (traceback in {rd.log_path})", 1
     finally:
         if progress is not None:
             progress.close()
+
+
+def run_preset(preset: Preset, run_dir: str | None = None) -> int:
+    """Run to the end; returns the process exit code (0 finished, 1 failed, 130 interrupted)."""
+    rd = RunDir.create(preset, run_dir)
+    handler = _setup_logging(rd.log_path)
+    emitter = Emitter(rd.events_path)
+    server = start_server(rd.path, emitter) if preset.telemetry.socket else None
+    if server is not None:
+        rd.info.socket = str(server.path)
+        rd.write_info()
+    emitter.emit("hello", **hello_fields(preset, rd))
+    # local placement: every role lives in this process
+    sampler = GpuSampler(emitter.emit, preset.telemetry.sample_interval_s,
+                         role_pids={rd.info.pid: "+".join(active_roles(preset))}, nvml=preset.telemetry.nvml)
+    sampler.start()
+    print(f"run directory: {rd.path}", file=sys.stderr)
+    log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
+    status, reason, code = train(preset, rd, emitter)
+    sampler.stop()
     rd.finish(status, reason)
     emitter.emit("end", status=status, reason=reason)
     if server is not None:

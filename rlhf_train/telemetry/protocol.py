@@ -4,7 +4,7 @@
 Every event is one JSON object on one line: `{"v": 1, "seq": 17, "t": 1764000000.0, "type": ..., ...}`.
 `seq` increases strictly within a run. Types and their fields:
 
-    hello   run, name, pid, preset, roles, total_steps, prompts, parameters, devices
+    hello   run, name, pid, preset, roles, total_steps, devices   (emitted before any model loads)
     metric  step, values: {name: number | null}          (null = not finite)
     gpu     devices: [{index, name, used_bytes, total_bytes, util_percent, mem_util_percent, temperature_c, power_w,
                        processes: [{pid, used_bytes, role}]}], host: {...}, reason

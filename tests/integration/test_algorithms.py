@@ -26,8 +26,10 @@ def finite(values: dict, name: str) -> float:
 def test_algorithm_runs_end_to_end(tmp_path, algo, estimator):
     run = tmp_path / "run"
     assert run_cli(run, *SHORT, f"algo.name=\"{algo}\"") == 0
-    hello = events(run, "hello")[0]
-    assert hello["preset"]["algo"]["name"] == algo
+    hello = events(run)[0]
+    assert hello["type"] == "hello" and hello["preset"]["algo"]["name"] == algo and hello["total_steps"] == 3
+    [gpu] = events(run, "gpu")  # this machine has no GPU: one event says so, and no sampling thread runs
+    assert gpu["devices"] == [] and gpu["reason"] and gpu["host"]["processes"][0]["rss_bytes"] > 0
     metrics = [e["values"] for e in events(run, "metric")]
     assert [e["step"] for e in events(run, "metric")] == [1, 2, 3]
     samples = 4 * 8  # rollout_batch_size × n_samples_per_prompt
