@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rlhf_train.errors import RunError
-from rlhf_train.telemetry.protocol import Event, ProtocolError, decode_event
+from rlhf_train.telemetry.protocol import Event, decode_lines
 
 RUNNING = "running"
 POLL_S = 0.2
@@ -167,15 +167,7 @@ def _decode_lines(data: bytes) -> tuple[list[Event], bytes]:
     incomplete rest."""
     lines = data.split(b"\n")
     rest = lines.pop()
-    events = []
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            events.append(decode_event(line))
-        except ProtocolError:
-            continue
-    return events, rest
+    return decode_lines(lines), rest
 
 
 def _connect(path: str, timeout: float | None) -> socket.socket | None:

@@ -99,15 +99,21 @@ def drop_notice(first_dropped: int, last_dropped: int, t: float) -> str:
                         "dropped": count, "first_dropped_seq": first_dropped})
 
 
-def read_events_file(path) -> list[Event]:
-    """Every event of an `events.jsonl`; a torn last line (a crash mid-write) is skipped."""
+def decode_lines(lines) -> list[Event]:
+    """The events among `lines` (str or bytes); blank lines and lines that are not events — a torn
+    last line after a crash, garbage — are skipped."""
     events = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                events.append(decode_event(line))
-            except ProtocolError:
-                continue
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            events.append(decode_event(line))
+        except ProtocolError:
+            continue
     return events
+
+
+def read_events_file(path) -> list[Event]:
+    """Every event of an `events.jsonl` (see `decode_lines` for what is skipped)."""
+    with open(path, encoding="utf-8") as f:
+        return decode_lines(f)

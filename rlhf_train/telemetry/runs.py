@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rlhf_train.telemetry.protocol import ProtocolError, decode_event
+from rlhf_train.telemetry.protocol import decode_lines
 
 TAIL_BYTES = 256 * 1024
 
@@ -47,29 +47,20 @@ def _last_metric(events_path: Path) -> tuple[int | None, float | None]:
         return None, None
     with events_path.open("rb") as f:
         f.seek(max(0, events_path.stat().st_size - TAIL_BYTES))
-        lines = f.read().splitlines()
-    for line in reversed(lines):
-        try:
-            event = decode_event(line)
-        except ProtocolError:
-            continue
+        events = decode_lines(f.read().splitlines())
+    for event in reversed(events):
         if event.type == "metric":
             return event.get("step"), (event.get("values") or {}).get("reward/mean")
     return None, None
 
 
 def _total_steps(events_path: Path) -> int | None:
+    """`total_steps` of the run's `hello`, which is always its first event."""
     if not events_path.is_file():
         return None
     with events_path.open("rb") as f:
-        for line in f:
-            try:
-                event = decode_event(line)
-            except ProtocolError:
-                continue
-            if event.type == "hello":
-                return event.get("total_steps")
-    return None
+        first = decode_lines([f.readline()])
+    return first[0].get("total_steps") if first and first[0].type == "hello" else None
 
 
 def summarise(run_dir: Path) -> RunSummary | None:
