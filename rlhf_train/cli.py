@@ -6,6 +6,7 @@
     rlhf-train new NAME [--force]
     rlhf-train runs [--root runs] [--json]
     rlhf-train watch [RUN|latest] [--root runs] [--json] [--since SEQ] [--no-follow]
+    rlhf-train stop RUN [--root runs] [--wait SECONDS]
 
 Exit codes: 0 success, 2 invalid preset or usage, 1 a run that failed. Bad input never produces a
 traceback. This module imports no torch/ray/deepspeed/vllm; the trainer is imported only to run.
@@ -23,7 +24,7 @@ from rlhf_train.config.issues import PresetIssue
 from rlhf_train.config.loader import LoadResult, check_preset
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-SUBCOMMANDS = ("check", "schema", "new", "runs", "watch")
+SUBCOMMANDS = ("check", "schema", "new", "runs", "watch", "stop")
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,14 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--json", action="store_true", help="raw events as NDJSON")
         parser.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after this seq")
         parser.add_argument("--no-follow", action="store_true", help="print what is recorded now and exit")
+    elif command == "stop":
+        parser = argparse.ArgumentParser(prog="rlhf-train stop", description="Ask a running run to stop gracefully: "
+                                                                           "it finishes the current step, saves a "
+                                                                           "checkpoint and exits with status stopped.")
+        parser.add_argument("run", help="run directory, run id or 'latest'")
+        parser.add_argument("--root", default="runs", help="directory holding run directories (default: runs)")
+        parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                            help="wait up to this long for the run to end")
     elif command == "schema":
         parser = argparse.ArgumentParser(prog="rlhf-train schema", description="Print the preset JSON Schema.")
         parser.add_argument("--markdown", action="store_true", help="the preset reference as Markdown instead")
@@ -172,6 +181,25 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_FAILED if view.status == "failed" else EXIT_OK
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    from rlhf_train.errors import RunError
+    from rlhf_train.telemetry.client import read_run_info, resolve_run
+    from rlhf_train.telemetry.control import request_stop, wait_for_end
+
+    try:
+        run_dir = resolve_run(args.run, args.root)
+        pid = request_stop(run_dir)
+        print(f"asked run {run_dir.name} (pid {pid}) to stop after its current step")
+        if args.wait > 0:
+            status = wait_for_end(run_dir, args.wait)
+            print(f"run {run_dir.name}: {status}")
+            return EXIT_OK if status != "running" else EXIT_FAILED
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     result = check_preset(args.preset, args.overrides)
     for note in result.notes:
@@ -193,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             command = argv.pop(0)
             args = _sub_parser(command).parse_args(argv)
             return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new, "runs": cmd_runs,
-                    "watch": cmd_watch}[command](args)
+                    "watch": cmd_watch, "stop": cmd_stop}[command](args)
         return cmd_run(_run_parser().parse_args(argv))
     except BrokenPipeError:  # `rlhf-train check --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
