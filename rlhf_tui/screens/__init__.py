@@ -1,0 +1,1 @@
+"""The app's screens: the runs browser and the per-run dashboard."""

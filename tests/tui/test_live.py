@@ -1,0 +1,82 @@
+"""The TUI on live runs of the tiny CPU preset: the dashboard follows a run to its end, and the
+runs screen stops one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from rlhf_tui.app import RlhfTui
+from rlhf_tui.components.confirm_modal import ConfirmModal
+from rlhf_tui.components.reward_sparkline import RewardSparkline
+from rlhf_tui.components.runs_table import RunsTable
+from rlhf_tui.components.status_line import StatusLine
+from rlhf_tui.screens.dashboard import DashboardScreen
+from rlhf_tui.screens.runs import RunsScreen
+
+from .conftest import start_run, text_of, wait_for_run_json, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_dashboard_follows_a_live_run_to_the_end(tmp_path, live_procs):
+    run_dir = tmp_path / "runs" / "live"
+    proc = start_run(run_dir, max_steps=30)
+    live_procs.append(proc)
+    wait_for_run_json(run_dir, proc)
+
+    async def scenario():
+        app = RlhfTui(root=tmp_path / "runs", run_dir=run_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
+            dash = app.screen
+            seen_running = []
+
+            def done() -> bool:
+                text = text_of(dash.query_one(StatusLine))
+                if "running" in text and "step" in text:
+                    seen_running.append(text)
+                return "step 30/30" in text and "finished" in text
+
+            await wait_until(pilot, done, 240, "step 30/30 and finished on the status line")
+            assert seen_running, "the dashboard showed the run while it was running"
+            assert len(dash.query_one(RewardSparkline).data) == 30
+
+    asyncio.run(scenario())
+    assert proc.wait(timeout=60) == 0
+
+
+def test_stop_a_live_run_from_the_runs_screen(tmp_path, live_procs):
+    root = tmp_path / "runs"
+    run_dir = root / "to-stop"
+    proc = start_run(run_dir, max_steps=300)
+    live_procs.append(proc)
+    wait_for_run_json(run_dir, proc)
+
+    def status() -> str:
+        return json.loads((run_dir / "run.json").read_text()).get("status", "?")
+
+    async def scenario():
+        app = RlhfTui(root=root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen)
+                             and app.screen.query_one(RunsTable).row_count == 1, 10, "the live run in the table")
+            # Like `rlhf-train stop`'s own test: ask once the run is stepping (models loaded).
+            await wait_until(pilot, lambda: getattr(app.screen.runs.get(str(run_dir)), "step", None), 120,
+                             "the run's first step in the table")
+            assert app.screen.query_one(RunsTable).selected_path == str(run_dir)
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), 5, "the confirmation")
+            await pilot.press("y")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, RunsScreen)
+            notes = [n.message for n in app._notifications]
+            assert any(note.startswith("asked to-stop") for note in notes), notes
+            await wait_until(pilot, lambda: status() != "running", 120, "run.json to leave running")
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+    assert status() == "stopped"
+    assert proc.wait(timeout=60) == 0
