@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from rlhf_train.config.schema import Preset
@@ -59,21 +60,19 @@ def hello_fields(preset: Preset, rd: RunDir) -> dict:
             "devices": devices}
 
 
-def train(preset: Preset, rd: RunDir, emitter: Emitter) -> tuple[str, str, int]:
-    """Build and run the trainer; (status, reason, exit code) however it ends."""
+STOPPED_BY_SIGTERM = ("stopped", "stop requested (SIGTERM)", 0)
+
+
+def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event) -> tuple[str, str, int]:
+    """Build and run the trainer until done or `stop` is set; (status, reason, exit code) however it ends."""
     progress: StepProgress | None = None
     try:
         check_runtime(preset)
         from rlhf_train.build import build_local_run
 
         trainer = build_local_run(preset, rd, emitter)
-
-        def request_stop(*_) -> None:
-            """First SIGTERM: finish the current step, save, stop. A second one kills as usual."""
-            trainer.stop_requested = True
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-        previous = signal.signal(signal.SIGTERM, request_stop)
+        if stop.is_set():  # asked to stop while the models were loading
+            return STOPPED_BY_SIGTERM
         progress = StepProgress(trainer.total_steps, preset.run.name)
         progress.start()
 
@@ -81,10 +80,9 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter) -> tuple[str, str, int]:
             progress.advance(step, metrics)
             log.info("step %d/%d %s", step, trainer.total_steps, summary(metrics))
 
-        completed = trainer.run(on_step)
-        signal.signal(signal.SIGTERM, previous)
+        completed = trainer.run(on_step, stop.is_set)
         trainer.save_checkpoint()
-        return ("finished", "", 0) if completed else ("stopped", "stop requested (SIGTERM)", 0)
+        return ("finished", "", 0) if completed else STOPPED_BY_SIGTERM
     except KeyboardInterrupt:
         return "stopped", "interrupted (Ctrl-C)", 130
     except user_errors() as exc:
@@ -100,6 +98,14 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter) -> tuple[str, str, int]:
 
 def run_preset(preset: Preset, run_dir: str | None = None) -> int:
     """Run to the end; returns the process exit code (0 finished, 1 failed, 130 interrupted)."""
+    stop = threading.Event()
+
+    def request_stop(*_) -> None:
+        """First SIGTERM: finish the current step, save, stop. A second one kills as usual."""
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    previous = signal.signal(signal.SIGTERM, request_stop)  # before run.json exists: no window without it
     rd = RunDir.create(preset, run_dir)
     handler = _setup_logging(rd.log_path)
     emitter = Emitter(rd.events_path)
@@ -114,7 +120,8 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
     sampler.start()
     print(f"run directory: {rd.path}", file=sys.stderr)
     log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
-    status, reason, code = train(preset, rd, emitter)
+    status, reason, code = train(preset, rd, emitter, stop)
+    signal.signal(signal.SIGTERM, previous)
     sampler.stop()
     rd.finish(status, reason)
     emitter.emit("end", status=status, reason=reason)

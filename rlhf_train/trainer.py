@@ -68,7 +68,6 @@ class Trainer:
         self.last_saved = 0
         self.kl_controller = make_kl_controller(preset.algo)
         self.batches = prompt_batches(prompts, preset.train.rollout_batch_size, preset.run.seed)
-        self.stop_requested = False
         self.role_state: dict[str, str] = {}
 
     def set_state(self, role: str, state: str) -> None:
@@ -169,12 +168,12 @@ class Trainer:
         metrics.update({"time/train_s": t2 - t1, "time/weight_sync_s": t3 - t2, "perf/step_s": t3 - t0})
         return metrics
 
-    def run(self, on_step: Callable[[int, dict[str, float]], None]) -> bool:
+    def run(self, on_step: Callable[[int, dict[str, float]], None], should_stop: Callable[[], bool]) -> bool:
         """Run every step, checkpointing every `[checkpoint].save_steps`; returns False when
-        stopped early by `stop_requested`."""
+        `should_stop()` turned true between steps."""
         every = self.preset.checkpoint.save_steps
         for step in range(1, self.total_steps + 1):
-            if self.stop_requested:
+            if should_stop():
                 return False
             metrics = self.step(step)
             self.last_step = step

@@ -46,3 +46,17 @@ def test_smollm2_preset_trains_two_steps(tmp_path):
     assert [e["step"] for e in events(run, "metric")] == [1, 2]
     assert run_info(run)["status"] == "finished"
     assert (run / "checkpoints" / "step_000002" / "model.safetensors").is_file()
+
+
+def test_sigterm_during_start_up_still_ends_the_run_as_stopped(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", TINY, "--run-dir", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run / "run.json").is_file():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # as soon as run.json exists: models may still be loading
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert run_info(run)["status"] == "stopped"
+    assert events(run)[-1]["type"] == "end"
