@@ -183,7 +183,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     from rlhf_train.errors import RunError
-    from rlhf_train.telemetry.client import read_run_info, resolve_run
+    from rlhf_train.telemetry.client import resolve_run
     from rlhf_train.telemetry.control import request_stop, wait_for_end
 
     try:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from rlhf_train.errors import RunError
 from rlhf_train.telemetry.protocol import Event, decode_lines
+from rlhf_train.telemetry.runs import process_alive
 
 RUNNING = "running"
 POLL_S = 0.2
@@ -108,12 +109,6 @@ def resolve_run(spec: str | Path, runs_root: str | Path = "runs") -> Path:
                               "or 'latest'")
     raise RunNotFound(f"no run {text!r}: it is neither a run directory nor a run id under {root}/ "
                       "(`rlhf-train runs` lists them)")
-
-
-def process_alive(pid: object) -> bool:
-    from rlhf_train.telemetry.runs import process_alive as alive
-
-    return isinstance(pid, int) and alive(pid)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ class RunSummary:
         return asdict(self)
 
 
-def process_alive(pid: int) -> bool:
-    if pid <= 0:
+def process_alive(pid: object) -> bool:
+    """Whether a process with this pid exists (anything but a positive int is no process)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -70,7 +71,7 @@ def summarise(run_dir: Path) -> RunSummary | None:
     except (OSError, json.JSONDecodeError):
         return None
     status = info.get("status", "?")
-    if status == "running" and not process_alive(int(info.get("pid") or 0)):
+    if status == "running" and not process_alive(info.get("pid")):
         status = "lost"
     step, reward = _last_metric(run_dir / "events.jsonl")
     return RunSummary(id=info.get("id", run_dir.name), path=str(run_dir), status=status, start=info.get("start", ""),
