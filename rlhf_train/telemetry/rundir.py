@@ -37,6 +37,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def default_run_path(preset: Preset) -> Path:
+    """`<run.output_dir>/<run.name>-<UTC time>`: where a run goes when no `--run-dir` is given."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path(preset.run.output_dir) / f"{preset.run.name}-{stamp}"
+
+
 @dataclass
 class RunInfo:
     id: str
@@ -73,8 +79,7 @@ class RunDir:
     def create(cls, preset: Preset, path: str | Path | None = None) -> "RunDir":
         """Make the directory (default `<output_dir>/<name>-<UTC time>`), write the resolved preset
         and a `running` run.json."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        run_path = Path(path) if path else Path(preset.run.output_dir) / f"{preset.run.name}-{stamp}"
+        run_path = Path(path) if path else default_run_path(preset)
         run_path.mkdir(parents=True, exist_ok=True)
         (run_path / "checkpoints").mkdir(exist_ok=True)
         (run_path / "preset.toml").write_text(preset_to_toml(preset, title=f"resolved preset of run {run_path.name}"))
