@@ -3,6 +3,8 @@ to screens; screens fold them and hand the result to components, which only draw
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.message import Message
 
 from rlhf_train.telemetry.protocol import Event
@@ -32,3 +34,11 @@ class RunsListed(Message):
     def __init__(self, runs: list[RunSummary]) -> None:
         super().__init__()
         self.runs = runs
+
+
+class LaunchRequested(Message):
+    """The preset builder asks to launch the valid preset saved at `preset_path` (the app launches)."""
+
+    def __init__(self, preset_path: Path) -> None:
+        super().__init__()
+        self.preset_path = preset_path

@@ -1,4 +1,5 @@
-"""A yes/no question over the current screen; dismisses with True (yes) or False."""
+"""A yes/no question over the current screen; dismisses with True (yes) or False. `yes` and `no`
+name the two answers (e.g. "Discard" / "Keep editing")."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ from textual.widgets import Button, Label
 class ConfirmModal(ModalScreen[bool]):
     BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
 
-    def __init__(self, question: str, yes: str = "Yes") -> None:
+    def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel") -> None:
         super().__init__()
         self.question = question
         self.yes = yes
+        self.no = no
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
             yield Label(self.question, id="confirm-question")
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
-                yield Button("Cancel (n)", id="no")
+                yield Button(f"{self.no} (n)", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
