@@ -127,8 +127,9 @@ def _where(slots: list[Slot], preset: Preset) -> str:
     if not slots:
         return "-"
     if slots[0].gpu is None:
-        return f"CPU ({preset.placement.cpus_per_worker} Ray CPU each)" if preset.placement.mode == "ray" else \
-            "CPU, in this process"
+        node = f"node{slots[0].node} " if preset.placement.nodes > 1 else ""
+        return f"{node}CPU ({preset.placement.cpus_per_worker} Ray CPU each)" if preset.placement.mode == "ray" \
+            else "CPU, in this process"
     by_node: dict[int, list[int]] = {}
     for s in slots:
         by_node.setdefault(s.node, []).append(s.gpu or 0)

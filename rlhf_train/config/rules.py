@@ -165,16 +165,11 @@ def _sleep_needs_vllm(p: Preset) -> Iterator[PresetIssue]:
 
 
 @error_rule("rollout")
-def _hf_engine_has_no_separate_engines(p: Preset) -> Iterator[PresetIssue]:
-    if p.rollout.engine == "hf":
-        if p.rollout.num_engines != 1:
-            yield PresetIssue(key_name("rollout", "num_engines"), value=p.rollout.num_engines,
-                              rule="the hf engine generates inside the actor's workers; only vLLM has separate "
-                                   "engines.", fix="set num_engines = 1, or engine = \"vllm\".")
-        if p.rollout.tensor_parallel_size != 1:
-            yield PresetIssue(key_name("rollout", "tensor_parallel_size"), value=p.rollout.tensor_parallel_size,
-                              rule="tensor parallelism applies to vLLM engines only.",
-                              fix="set tensor_parallel_size = 1, or engine = \"vllm\".")
+def _hf_engine_has_no_tensor_parallelism(p: Preset) -> Iterator[PresetIssue]:
+    if p.rollout.engine == "hf" and p.rollout.tensor_parallel_size != 1:
+        yield PresetIssue(key_name("rollout", "tensor_parallel_size"), value=p.rollout.tensor_parallel_size,
+                          rule="tensor parallelism applies to vLLM engines only.",
+                          fix="set tensor_parallel_size = 1, or engine = \"vllm\".")
 
 
 @error_rule("deepspeed")

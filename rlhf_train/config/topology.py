@@ -19,8 +19,9 @@ ROLE_ORDER = ("actor", "reference", "critic", "reward", "engine")
 
 def active_roles(preset: Preset) -> tuple[str, ...]:
     """Roles the run creates: the reference only when a KL term is in use (β > 0), the critic only
-    for GAE, the reward role only for a reward model, engines only for vLLM (the HF engine
-    generates inside the actor's workers)."""
+    for GAE, the reward role only for a reward model; engines for vLLM, and for the HF engine under
+    Ray (its own processes, synced like vLLM). In local mode the HF engine generates with the
+    actor's own model, in process."""
     roles = ["actor"]
     if preset.algo.kl_coef > 0:
         roles.append("reference")
@@ -28,7 +29,7 @@ def active_roles(preset: Preset) -> tuple[str, ...]:
         roles.append("critic")
     if preset.uses_reward_model:
         roles.append("reward")
-    if preset.rollout.engine == "vllm":
+    if preset.rollout.engine == "vllm" or preset.placement.mode == "ray":
         roles.append("engine")
     return tuple(roles)
 
@@ -92,17 +93,19 @@ def _group_bundles(preset: Preset, group: tuple[str, ...]) -> int:
 
 
 def plan_placement(preset: Preset) -> PlacementPlan:
-    """Lay every active role onto nodes and GPUs (or CPU slots when gpus_per_node = 0)."""
+    """Lay every active role onto nodes and GPUs. Without GPUs, each colocation group goes whole to
+    one node, the groups dealt round-robin over the nodes."""
     p = preset.placement
     plan = PlacementPlan(gpus_available=p.nodes * p.gpus_per_node)
     groups = colocation_groups(preset)
     for group in groups:
         for role in group:
             plan.shared_with[role] = tuple(r for r in group if r != role)
-    if p.gpus_per_node == 0:
-        for group in groups:
+    if p.gpus_per_node == 0:  # CPU: colocation groups dealt round-robin over the nodes
+        for index, group in enumerate(groups):
             for role in group:
-                plan.slots[role] = [Slot(node=0, gpu=None, fraction=0.0) for _ in range(workers(preset, role))]
+                plan.slots[role] = [Slot(node=index % p.nodes, gpu=None, fraction=0.0)
+                                    for _ in range(workers(preset, role))]
         return plan
 
     free = [p.gpus_per_node] * p.nodes

@@ -14,6 +14,7 @@ import pytest
 from rlhf_train.config import validate_preset_dict
 from rlhf_train.config.loader import LoadResult
 from rlhf_train.config.rules import ERRORS, WARNINGS
+from rlhf_train.config.topology import active_roles, workers
 
 
 def with_(raw: dict, **sections: dict) -> dict:
@@ -81,7 +82,7 @@ def test_the_rules_are_the_ones_tested_here():
     # a new rule needs its test in this file: add its name here when adding the test
     assert sorted(r.check.__name__ for r in ERRORS) == [
         "_colocate_all_counts", "_colocated_pairs_match", "_dual_clip_above_one", "_enough_gpus",
-        "_group_baselines_need_groups", "_hf_engine_has_no_separate_engines", "_local_mode_is_one_process",
+        "_group_baselines_need_groups", "_hf_engine_has_no_tensor_parallelism", "_local_mode_is_one_process",
         "_offload_between_phases_needs_zero3", "_reward_source_complete", "_ring_fits", "_samples_divide_over_ranks",
         "_sleep_needs_vllm", "_tensor_parallel_fits_a_node", "_whole_gradient_accumulation",
         "_whole_optimizer_steps_per_rollout"]
@@ -196,12 +197,16 @@ def test_dual_clip_off_or_above_one_passes(minimal_raw, good):
 
 # ---- engines, sleep and offload --------------------------------------------------------------
 
-def test_hf_engine_has_one_engine():
+def test_hf_engines_under_ray_are_their_own_role_and_may_be_several():
     raw = ray_cpu(rollout={"engine": "hf", "num_engines": 2})
-    err = only_error(validate(raw), "[rollout].num_engines")
-    assert err.value == 2
-    assert "only vLLM has separate engines" in err.rule
-    assert_valid(with_(raw, rollout={"engine": "vllm"}))
+    assert_valid(raw)
+    preset = validate(raw).preset
+    assert active_roles(preset) == ("actor", "reference", "engine")
+    assert workers(preset, "engine") == 2
+    local = with_(raw, placement={"mode": "local", "actor_workers": 1})
+    err = only_error(validate(local), "[rollout].num_engines")
+    assert err.rule == "mode = \"local\" runs one engine in-process."
+    assert active_roles(validate(with_(local, rollout={"num_engines": 1})).preset) == ("actor", "reference")
 
 
 def test_hf_engine_has_no_tensor_parallelism():
@@ -412,7 +417,7 @@ def test_flash_ring_needs_cuda():
     assert err.value == "flash"
     assert err.rule == "the ring-flash-attn backend needs CUDA."
     assert_valid(ring(ring_attention={"backend": "torch"}))
-    assert_valid(ring(ring_attention={"backend": "flash"}, placement={"gpus_per_node": 8}))
+    assert_valid(ring(ring_attention={"backend": "flash"}, placement={"gpus_per_node": 9}))
 
 
 # ---- rewards ---------------------------------------------------------------------------------
