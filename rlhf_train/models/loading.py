@@ -134,6 +134,24 @@ def torch_dtype(name: str):
     return getattr(torch, DTYPES[name])
 
 
+def load_tokenizer(spec: str):
+    """The tokenizer of the model named by ``spec``, without loading the model (the Ray controller
+    encodes prompts and decodes responses with it). Always has a pad token (the eos token when the
+    checkpoint defines none). Raises :class:`ModelLoadError` like :func:`load_model_and_tokenizer`."""
+    source = resolve_model_spec(spec)
+    if source.kind == "builtin":
+        from rlhf_train.models.tiny import build_tiny_tokenizer
+
+        tokenizer = build_tiny_tokenizer()
+    elif source.kind == "gguf":
+        tokenizer = _read_tokenizer(source.path.parent, gguf_file=source.path.name)
+    else:
+        tokenizer = _read_tokenizer(source.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_model_and_tokenizer(spec: str, *, dtype: str = "float32", seed: int = 0, for_role: str = "actor"):
     """Load the model named by ``spec`` (see the module docstring) and its tokenizer.
 
@@ -142,8 +160,8 @@ def load_model_and_tokenizer(spec: str, *, dtype: str = "float32", seed: int = 0
     base transformer without LM head (``.last_hidden_state``, hidden size ``model.config.hidden_size``),
     to be wrapped by :class:`~rlhf_train.models.critic.Critic` / :class:`~rlhf_train.models.reward_model.RewardModel`.
     The model is in ``dtype`` and eval mode, on CPU. ``seed`` only matters for ``builtin:tiny``
-    (its initial weights). The tokenizer always has a pad token (the eos token when the
-    checkpoint defines none); its padding side is left as the checkpoint sets it.
+    (its initial weights). The tokenizer is :func:`load_tokenizer`'s; its padding side is left as
+    the checkpoint sets it.
 
     Raises :class:`ModelLoadError` when the spec names nothing loadable or the files cannot be read.
     """
@@ -152,18 +170,16 @@ def load_model_and_tokenizer(spec: str, *, dtype: str = "float32", seed: int = 0
     source = resolve_model_spec(spec)
     dt = torch_dtype(dtype)
     if source.kind == "builtin":
-        from rlhf_train.models.tiny import build_tiny_model, build_tiny_tokenizer
+        from rlhf_train.models.tiny import build_tiny_model
 
-        model, tokenizer = build_tiny_model(seed, dtype=dt), build_tiny_tokenizer()
+        model = build_tiny_model(seed, dtype=dt)
     elif source.kind == "gguf":
-        model, tokenizer = _load_gguf(source.path, dt)
+        model = _load_gguf(source.path, dt)
     else:
-        model, tokenizer = _load_directory(source.path, dt, causal=for_role in ("actor", "reference"))
+        model = _load_directory(source.path, dt, causal=for_role in ("actor", "reference"))
     if for_role in ("critic", "reward") and hasattr(model, "get_decoder") and hasattr(model, "lm_head"):
         model = model.get_decoder()  # the base transformer of a causal LM
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval(), tokenizer
+    return model.eval(), load_tokenizer(spec)
 
 
 def _first_line(error: BaseException) -> str:
@@ -171,23 +187,29 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-def _load_directory(path: Path, dt, *, causal: bool):
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+def _read_tokenizer(path: Path, gguf_file: str | None = None):
+    from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except Exception as error:  # noqa: BLE001 -- any failure means the directory is unusable
-        raise ModelLoadError(
-            f"cannot load a tokenizer from '{path}' ({_first_line(error)}); save one there with tokenizer.save_pretrained"
-        ) from error
+        return AutoTokenizer.from_pretrained(path, gguf_file=gguf_file, local_files_only=True)
+    except Exception as error:  # noqa: BLE001 -- any failure means the files are unusable
+        if gguf_file:
+            raise ModelLoadError(f"cannot load GGUF file '{path / gguf_file}' ({_first_line(error)}); check it is a "
+                                 "complete llama.cpp GGUF of a supported architecture") from error
+        raise ModelLoadError(f"cannot load a tokenizer from '{path}' ({_first_line(error)}); save one there with "
+                             "tokenizer.save_pretrained") from error
+
+
+def _load_directory(path: Path, dt, *, causal: bool):
+    from transformers import AutoModel, AutoModelForCausalLM
+
     model_class = AutoModelForCausalLM if causal else AutoModel
     try:
-        model = model_class.from_pretrained(path, dtype=dt, local_files_only=True)
+        return model_class.from_pretrained(path, dtype=dt, local_files_only=True)
     except Exception as error:  # noqa: BLE001
         raise ModelLoadError(
             f"cannot load model weights from '{path}' ({_first_line(error)}); check the directory is a complete save_pretrained output"
         ) from error
-    return model, tokenizer
 
 
 def _load_gguf(path: Path, dt):
@@ -198,7 +220,7 @@ def _load_gguf(path: Path, dt):
     dequantised tensors with transformers' own GGUF reader instead.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.initialization import no_init_weights
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
@@ -213,9 +235,8 @@ def _load_gguf(path: Path, dt):
         if missing:
             raise ValueError(f"the file lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
         model.tie_weights()
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
     except Exception as error:  # noqa: BLE001 -- corrupt/unsupported file
         raise ModelLoadError(
             f"cannot load GGUF file '{path}' ({_first_line(error)}); check it is a complete llama.cpp GGUF of a supported architecture"
         ) from error
-    return model.to(dt), tokenizer
+    return model.to(dt)

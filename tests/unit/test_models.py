@@ -10,7 +10,7 @@ import torch
 from rlhf_train.models.actor import Actor, position_ids_from_mask, token_log_probs
 from rlhf_train.models.critic import Critic
 from rlhf_train.models.heads import new_head
-from rlhf_train.models.loading import ModelLoadError, load_model_and_tokenizer, resolve_model_spec
+from rlhf_train.models.loading import ModelLoadError, load_model_and_tokenizer, load_tokenizer, resolve_model_spec
 from rlhf_train.models.reward_model import RewardModel, last_token_index
 from rlhf_train.models.tiny import (
     TINY_CHAT_TEMPLATE,
@@ -313,3 +313,16 @@ def test_new_head_is_seeded_and_scaled():
     a, b = new_head(128, seed=1), new_head(128, seed=1)
     assert torch.equal(a.weight, b.weight) and a.weight.shape == (1, 128) and a.bias is None
     assert 0.03 < a.weight.std().item() < 0.15  # ~ 1/sqrt(129) = 0.088
+
+
+def test_load_tokenizer_alone_equals_the_one_loaded_with_the_model(tiny_dir, tmp_path):
+    for spec in ("builtin:tiny", str(tiny_dir)):
+        alone = load_tokenizer(spec)
+        _, with_model = load_model_and_tokenizer(spec)
+        assert alone.get_vocab() == with_model.get_vocab()
+        assert (alone.pad_token_id, alone.eos_token_id) == (with_model.pad_token_id, with_model.eos_token_id)
+        assert alone("1 + 2 =")["input_ids"] == with_model("1 + 2 =")["input_ids"]
+    (tmp_path / "no_tokenizer").mkdir()
+    (tmp_path / "no_tokenizer" / "config.json").write_text((tiny_dir / "config.json").read_text())
+    with pytest.raises(ModelLoadError, match="cannot load a tokenizer from .*no_tokenizer'.*tokenizer.save_pretrained"):
+        load_tokenizer(str(tmp_path / "no_tokenizer"))
