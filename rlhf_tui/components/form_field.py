@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic.fields import FieldInfo
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
@@ -59,9 +59,7 @@ def help_text(info: FieldInfo) -> str:
 
 
 class FormField(Vertical):
-    """The row for `[section].key`, showing `value` at first; `value` is what the user has entered.
-    Laid out by the screen's stylesheet as a two-column grid: name and widget, then help and errors
-    across both columns."""
+    """The row for `[section].key`, showing `value` at first; `value` is what the user has entered."""
 
     class Changed(Message):
         """The user changed the field's value."""
@@ -86,8 +84,9 @@ class FormField(Vertical):
         return f"input-{self.section}-{self.key}"
 
     def compose(self) -> ComposeResult:
-        yield Label(self.key, classes="field-name")
-        yield self._make_widget()
+        with Horizontal(classes="field-row"):
+            yield Label(self.key, classes="field-name")
+            yield self._make_widget()
         yield Static(help_text(self.info), classes="field-help", markup=False)
         yield Static("", classes="field-error", markup=False)
 
@@ -96,15 +95,16 @@ class FormField(Vertical):
         if self.kind == "bool":
             return Switch(bool(value), animate=False, id=wid, classes=classes)
         if self.kind == "choice":
-            options = [(toml_value(c), c) for c in field_choices(self.info) or ()]
+            options = [(str(c), c) for c in field_choices(self.info) or ()]
             return Select(options, value=value, allow_blank=False, compact=True, id=wid, classes=classes)
+        # validate_on=[]: the screen's whole-preset validation is the one judge of a value
         if self.kind in ("int", "float"):
             return Input(repr(value), type="integer" if self.kind == "int" else "number", compact=True, id=wid,
-                         classes=classes, select_on_focus=False)
+                         classes=classes, select_on_focus=False, validate_on=[])
         text = value if self.kind == "text" else toml_value(value)
         placeholder = "" if self.kind == "text" else "a TOML value"
         return Input(str(text), placeholder=placeholder, compact=True, id=wid, classes=classes,
-                     select_on_focus=False)
+                     select_on_focus=False, validate_on=[])
 
     @property
     def value(self) -> object:

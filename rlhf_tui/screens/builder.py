@@ -26,7 +26,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from rlhf_train.config.issues import key_name
+from rlhf_train.config.issues import PresetIssue, key_name
 from rlhf_train.config.loader import LoadResult, validate_preset_dict
 from rlhf_train.config.plan import make_plan
 from rlhf_train.config.schema import SECTIONS, Preset
@@ -44,9 +44,14 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def field_message(issue: PresetIssue, field: FormField) -> str:
+    """An error as shown under its field: the rule, and the fix unless it only repeats the help."""
+    repeats_help = issue.fix in ("", f"{field.key}: {field.info.description}")
+    return issue.rule if repeats_help else f"{issue.rule} Fix: {issue.fix}"
+
+
 class BuilderScreen(Screen):
     CSS_PATH = "builder.tcss"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("f2,ctrl+shift+s", "save_as", "Save as"),
@@ -60,6 +65,8 @@ class BuilderScreen(Screen):
         super().__init__()
         self.path: Path | None = None
         """Where ctrl+s writes; None until the preset is saved as something."""
+        self.source: Path | None = Path(source) if source is not None else None
+        """The file a clone was opened from (None once another file is opened)."""
         self.doc = PresetDoc.new()
         """The text the form started from (and its file): what changes are measured against."""
         self.changes: list[Change] = []
@@ -73,14 +80,14 @@ class BuilderScreen(Screen):
         self.fields: dict[str, FormField] = {}
         """The form's rows by `[section].key`."""
         try:
-            if source is not None:
-                self.doc = PresetDoc.read(Path(source))
+            if self.source is not None:
+                self.doc = PresetDoc.read(self.source)
             elif path is not None:
                 self.path = Path(path)
                 if self.path.exists():
                     self.doc = PresetDoc.read(self.path)
         except PresetDocError as exc:
-            self.path = None  # never let ctrl+s overwrite a file that could not be read
+            self.path = self.source = None  # never let ctrl+s overwrite a file that could not be read
             self._open_error = f"{exc}; starting a new preset instead"
 
     # -- layout ----------------------------------------------------------------------------------
@@ -118,6 +125,8 @@ class BuilderScreen(Screen):
 
     @on(FormField.Changed)
     def field_changed(self) -> None:
+        if not self.fields:  # a row of a form being replaced
+            return
         if self._debounce is not None:
             self._debounce.stop()
         self._debounce = self.set_timer(DEBOUNCE_S, self.revalidate)
@@ -159,14 +168,14 @@ class BuilderScreen(Screen):
             self._show_plan(f"fix {plural(len(self.result.errors), 'error')} to see the plan", self._generation)
 
     def _show_errors(self) -> None:
-        per_field: dict[str, list[str]] = defaultdict(list)
+        per_field: dict[str, list[PresetIssue]] = defaultdict(list)
         for issue in self.result.errors:
-            where = ".".join(issue.key.split(".")[:2])  # `[reward].urls.0` belongs to `[reward].urls`
-            per_field[where].append(f"{issue.rule} {issue.fix}".strip())
+            per_field[".".join(issue.key.split(".")[:2])].append(issue)  # `[reward].urls.0` is `[reward].urls`
         per_section: dict[str, int] = defaultdict(int)
         for where, field in self.fields.items():
-            field.set_errors(per_field.get(where, []))
-            per_section[field.section] += len(per_field.get(where, []))
+            issues = per_field.get(where, [])
+            field.set_errors([field_message(issue, field) for issue in issues])
+            per_section[field.section] += len(issues)
         tabs = self.query_one(TabbedContent)
         for section in SECTIONS:
             n = per_section[section]
@@ -266,7 +275,7 @@ class BuilderScreen(Screen):
             return
         self._stop_pending()
         self.fields = {}
-        self.doc, self.path = doc, path
+        self.doc, self.path, self.source = doc, path, None
         await self.recompose()
         self._form_ready()
 

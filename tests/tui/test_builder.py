@@ -153,7 +153,7 @@ def test_a_field_error_shows_beside_the_field_in_the_summary_and_hides_the_plan(
         await type_into(pilot, screen, "rollout", "n_samples_per_prompt", "0")
         await settle(pilot, screen)
         assert row.has_class("-invalid")
-        assert shown(row.query_one(".field-error")).startswith("✗ input should be greater than or equal to 1.")
+        assert shown(row.query_one(".field-error")) == "✗ input should be greater than or equal to 1."
         summary = shown(screen.query_one("#builder-summary"))
         assert "✗ [rollout].n_samples_per_prompt = 0: input should be greater than or equal to 1." in summary
         assert screen.plan_text == "fix 1 error to see the plan"
@@ -167,13 +167,16 @@ def test_a_field_error_shows_beside_the_field_in_the_summary_and_hides_the_plan(
 
         await type_into(pilot, screen, "train", "train_batch_size", "3")  # 16 samples per rollout
         await settle(pilot, screen)
-        error = shown(field(screen, "train", "train_batch_size").query_one(".field-error"))
-        assert error.startswith("✗ samples per rollout (16) must be a whole number of optimizer steps"), error
+        errors = shown(field(screen, "train", "train_batch_size").query_one(".field-error")).splitlines()
+        assert errors[0] == ("✗ samples per rollout (16) must be a whole number of optimizer steps of "
+                             "train_batch_size samples. Fix: use a train_batch_size that divides 16 (e.g. 2).")
+        assert len(errors) == 3  # and gradient accumulation, for the actor and the critic
+        assert screen.plan_text == "fix 3 errors to see the plan"
 
     run(BuilderScreen(), scenario)
 
 
-def test_open_a_hand_written_preset_change_one_value_and_save_keeps_comments(tmp_path):
+def test_open_a_hand_written_preset_change_one_value_copy_the_command_and_save_keeps_comments(tmp_path):
     preset = tmp_path / "tiny.toml"
     shutil.copy(TINY, preset)
     original = preset.read_text()
@@ -189,6 +192,8 @@ def test_open_a_hand_written_preset_change_one_value_and_save_keeps_comments(tmp
         assert screen.command == f"rlhf-train {preset} --set train.max_steps=50"
         assert shown(screen.query_one("#builder-command")).strip() == f"$ {screen.command}"
         assert "modified: 1 change" in shown(screen.query_one("#builder-title"))
+        await pilot.press("ctrl+y")
+        assert app.clipboard == screen.command
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: screen.saved, 3, "the save")
         assert screen.command == f"rlhf-train {preset}"
@@ -253,7 +258,7 @@ def test_clone_opens_the_source_without_a_path_and_saves_as(tmp_path):
     target = tmp_path / "again.toml"
 
     async def scenario(pilot, app, screen):
-        assert screen.path is None
+        assert screen.path is None and screen.source == run_preset
         assert shown(screen.query_one("#builder-title")).startswith(f"preset clone of {run_preset}")
         await type_into(pilot, screen, "run", "seed", "2")
         await settle(pilot, screen)
