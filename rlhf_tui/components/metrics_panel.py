@@ -1,24 +1,34 @@
-"""The latest value of the key metrics, one per line (N/A where the run reported NaN/inf)."""
+"""The latest value of the key metrics (N/A where the run reported NaN/inf), in as many columns of
+`name value` as the width holds."""
 
 from __future__ import annotations
 
 from rich.table import Table
-from textual.widgets import Static
 
 from rlhf_train.telemetry.watch import KEY_METRICS, fmt
+from rlhf_tui.components.sized_static import SizedStatic
+
+COLUMN_WIDTH = 36
+"""Room one `name value` column needs."""
 
 
-class MetricsPanel(Static):
-    """Draws a `{name: value}` dict: the key metrics first, in a fixed order, as they appear."""
+class MetricsPanel(SizedStatic):
+    """Draws a `{name: value}` dict: the key metrics that are present, in a fixed order, down the
+    columns."""
 
-    def show(self, metrics: dict[str, float | None]) -> None:
+    def draw(self, width: int, height: int, metrics: dict[str, float | None]) -> Table | str:
         shown = [name for name in KEY_METRICS if name in metrics]
         if not shown:
-            self.update("no metrics yet")
-            return
+            return "no metrics yet"
+        columns = max(1, min(width // COLUMN_WIDTH, len(shown)))
+        rows = -(-len(shown) // columns)
         table = Table.grid(padding=(0, 1), expand=True)
-        table.add_column("metric", style="dim", no_wrap=True, overflow="ellipsis")
-        table.add_column("value", justify="right", no_wrap=True)
-        for name in shown:
-            table.add_row(name, fmt(metrics[name]))
-        self.update(table)
+        for _ in range(columns):
+            table.add_column("metric", style="dim", no_wrap=True, overflow="ellipsis")
+            table.add_column("value", justify="right", no_wrap=True)
+        for r in range(rows):
+            cells = []
+            for name in shown[r::rows]:
+                cells += [name, fmt(metrics[name])]
+            table.add_row(*cells)
+        return table

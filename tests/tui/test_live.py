@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 
+from rlhf_train.telemetry.protocol import read_events_file
 from rlhf_tui.app import RlhfTui
 from rlhf_tui.components.confirm_modal import ConfirmModal
-from rlhf_tui.components.reward_sparkline import RewardSparkline
+from rlhf_tui.components.curves_panel import CurvesPanel
+from rlhf_tui.components.roles_panel import RolesPanel
 from rlhf_tui.components.runs_table import RunsTable
 from rlhf_tui.components.status_line import StatusLine
 from rlhf_tui.screens.dashboard import DashboardScreen
@@ -32,17 +35,27 @@ def test_dashboard_follows_a_live_run_to_the_end(tmp_path, live_procs):
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
             dash = app.screen
-            seen_running = []
+            curves = dash.query_one(CurvesPanel)
+            seen_running, seen_points, seen = [], set(), set()
 
             def done() -> bool:
                 text = text_of(dash.query_one(StatusLine))
-                if "running" in text and "step" in text:
+                seen.add(text[:60])
+                if re.match(r"live  ● running  step ([1-9]|[12]\d)/30  \d+\.\d\d s/step  ETA \d+:\d\d:\d\d  elapsed", text):
                     seen_running.append(text)
+                seen_points.add(len(curves.shown.get("reward/mean", [])))
                 return "step 30/30" in text and "finished" in text
 
             await wait_until(pilot, done, 240, "step 30/30 and finished on the status line")
-            assert seen_running, "the dashboard showed the run while it was running"
-            assert len(dash.query_one(RewardSparkline).data) == 30
+            assert seen_running, f"the status line showed the steps, s/step and ETA while it ran: {sorted(seen)}"
+            assert any(0 < n < 30 for n in seen_points), f"the curve grew while the run ran: {sorted(seen_points)}"
+            await wait_until(pilot, lambda: len(curves.shown["reward/mean"]) == 30, 2, "the last curve point")
+            rewards = [e.get("values")["reward/mean"] for e in read_events_file(run_dir / "events.jsonl")
+                       if e.type == "metric"]
+            assert curves.shown["reward/mean"] == [(float(step), r) for step, r in enumerate(rewards, start=1)]
+            roles = text_of(dash.query_one(RolesPanel)).splitlines()
+            assert [line.split()[:2] for line in roles[1:4]] == [["actor", "idle"], ["reference", "idle"],
+                                                                 ["engine", "idle"]], roles
 
     asyncio.run(scenario())
     assert proc.wait(timeout=60) == 0
