@@ -1,5 +1,6 @@
-"""The runs under the runs root, refreshed every 2 s. Enter opens a run's dashboard, `s` asks a
-running run to stop (after a confirmation). Quitting the TUI never stops a run."""
+"""The runs under the runs root, refreshed every 2 s. Enter opens a run's dashboard (live, or
+replayed from events.jsonl), `s` stops a running run (see `stopping`), `c` opens its preset in the
+builder as a new preset ("clone and edit"), `n` starts a new preset. Quitting never stops a run."""
 
 from __future__ import annotations
 
@@ -11,25 +12,25 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from rlhf_train.errors import RunError
-from rlhf_train.telemetry.control import request_stop
-from rlhf_train.telemetry.runs import list_runs
-from rlhf_tui.components.confirm_modal import ConfirmModal
+from rlhf_train.telemetry.runs import RunSummary, list_runs
 from rlhf_tui.components.runs_table import RunsTable
 from rlhf_tui.messages import RunsListed
+from rlhf_tui.screens.builder import BuilderScreen
 from rlhf_tui.screens.dashboard import DashboardScreen
+from rlhf_tui.stopping import ask_to_stop
 
 REFRESH_S = 2.0
 
 
 class RunsScreen(Screen):
     BINDINGS = [Binding("enter", "open_run", "Open", show=True), Binding("s", "stop_run", "Stop run"),
+                Binding("c", "clone_run", "Clone & edit"), Binding("n", "new_preset", "New preset"),
                 Binding("r", "refresh", "Refresh")]
 
     def __init__(self, root: str | Path) -> None:
         super().__init__()
         self.root = Path(root)
-        self.runs: dict[str, object] = {}
+        self.runs: dict[str, RunSummary] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(f"runs under {self.root}/  ·  enter: open its dashboard", id="runs-title")
@@ -50,7 +51,8 @@ class RunsScreen(Screen):
         self.runs = {r.path: r for r in message.runs}
         self.query_one(RunsTable).show(message.runs)
         self.query_one("#runs-empty", Static).update(
-            "" if message.runs else f"no runs under {self.root}/ yet — start one with `rlhf-train PRESET.toml`")
+            "" if message.runs else f"no runs under {self.root}/ yet — n: a new preset to launch, or run "
+            "`rlhf-train PRESET.toml`")
 
     @on(DataTable.RowSelected)
     def row_selected(self, message: DataTable.RowSelected) -> None:
@@ -63,26 +65,28 @@ class RunsScreen(Screen):
         if path:
             self.app.push_screen(DashboardScreen(path))
 
-    def action_stop_run(self) -> None:
+    def selected_run(self) -> RunSummary | None:
         path = self.query_one(RunsTable).selected_path
         run = self.runs.get(path) if path else None
         if run is None:
             self.notify("no run selected", severity="warning")
-            return
-        if run.status != "running":
-            self.notify(f"{run.id} is not running ({run.status})", severity="warning")
-            return
+        return run
 
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                pid = request_stop(Path(run.path))
-            except RunError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(f"asked {run.id} (pid {pid}) to stop: it finishes its step, saves and exits")
-            self.action_refresh()
+    def action_stop_run(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            ask_to_stop(self.app, Path(run.path), self.app.stop_asked)
 
-        self.app.push_screen(ConfirmModal(f"Stop run {run.id}?\nIt finishes its current step, saves a checkpoint "
-                                          "and exits.", yes="Stop"), answered)
+    def action_clone_run(self) -> None:
+        """The run's resolved preset.toml in the builder, unsaved: save-as gives the new preset."""
+        run = self.selected_run()
+        if run is None:
+            return
+        preset = Path(run.path) / "preset.toml"
+        if not preset.is_file():
+            self.notify(f"{run.id} has no preset.toml to clone", severity="error")
+            return
+        self.app.push_screen(BuilderScreen(source=preset))
+
+    def action_new_preset(self) -> None:
+        self.app.push_screen(BuilderScreen())
