@@ -31,7 +31,7 @@ from rlhf_tui.screens.runs import RunsScreen
 class RlhfTui(App):
     TITLE = "rlhf-tui"
     CSS_PATH = "app.tcss"
-    BINDINGS = [Binding("q", "quit", "Quit (runs go on)"), Binding("ctrl+t", "toggle_dark", "Light/dark")]
+    BINDINGS = [Binding("q", "quit", "Quit (runs go on)"), Binding("ctrl+t", "toggle_dark", "Light/dark", show=False)]
 
     def __init__(self, root: str | Path = "runs", run_dir: str | Path | None = None,
                  preset: str | Path | None = None) -> None:

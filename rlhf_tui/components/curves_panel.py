@@ -45,6 +45,8 @@ class CurvesPanel(PlotextPlot):
         for i, name in enumerate(names):
             target = plt.subplot(i // columns + 1, i % columns + 1) if len(names) > 1 else plt
             self._draw_curve(target, name)
+        for i in range(len(names), -(-len(names) // columns) * columns if len(names) > 1 else 0):
+            plt.subplot(i // columns + 1, i % columns + 1).frame(False)  # a spare cell of the grid: blank
         self.refresh()
 
     def _draw_curve(self, target, name: str) -> None:

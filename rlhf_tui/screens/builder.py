@@ -108,7 +108,7 @@ class BuilderScreen(Screen):
                 with VerticalScroll(id="builder-plan-box"):
                     yield Static(id="builder-plan", markup=False)
         yield Static(id="builder-command", markup=False)
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         if self._open_error:

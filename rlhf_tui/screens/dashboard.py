@@ -7,7 +7,9 @@ the components.
 
 Layout: on a large terminal (≥ `WIDE` columns and ≥ `TALL` rows) every panel is shown; on a
 smaller one the panels are grouped into `PAGES`, one page at a time, picked with 1–4.
-Keys: m / M next / previous curve, e smoothing on/off, 1–4 page, escape back to the runs."""
+Keys: m / M next / previous curve, e smoothing on/off, 1–4 page, s stop the run (see `stopping`:
+a confirm, then the graceful request; pressed again while it still runs, a confirm to force it),
+escape back to the runs."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from rlhf_tui.components.status_line import StatusLine
 from rlhf_tui.components.throughput_panel import ThroughputPanel
 from rlhf_tui.dashboard_state import DashboardState
 from rlhf_tui.messages import EventsArrived, StreamEnded
+from rlhf_tui.stopping import ask_to_stop
 
 BATCH_S = 0.1
 """Events are posted to the screen at most this often (keeps ≥1,000 events/s smooth)."""
@@ -64,7 +67,7 @@ class DashboardScreen(Screen):
     CSS_PATH = "dashboard.tcss"
     BINDINGS = [Binding("escape", "app.pop_screen", "Runs"),
                 Binding("m", "cycle_curve(1)", "Curve"), Binding("M", "cycle_curve(-1)", "Previous curve", show=False),
-                Binding("e", "toggle_smoothing", "Smooth"),
+                Binding("e", "toggle_smoothing", "Smooth"), Binding("s", "stop_run", "Stop run"),
                 *(Binding(str(i + 1), f"page({i})", name, show=False) for i, (name, _) in enumerate(PAGES))]
 
     def __init__(self, run_dir: str | Path, source: EventSource | None = None) -> None:
@@ -100,7 +103,7 @@ class DashboardScreen(Screen):
         with Horizontal(id="dash-bottom"):
             yield SamplePanel(id="sample-panel", classes="panel")
             yield LogPanel(id="log-panel", classes="panel")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         for selector, title in (("#throughput-panel", "throughput"), ("#gpu-panel", "GPU & host memory"),
@@ -210,6 +213,9 @@ class DashboardScreen(Screen):
         self.smoothing = not self.smoothing
         self.curves_dirty = True
         self.redraw_curves()
+
+    def action_stop_run(self) -> None:
+        ask_to_stop(self.app, self.run_dir, self.app.stop_asked)
 
     def action_page(self, index: int) -> None:
         self.page = index

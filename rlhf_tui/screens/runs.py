@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -35,8 +36,9 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(f"runs under {self.root}/  ·  enter: open its dashboard", id="runs-title")
         yield RunsTable(id="runs-table")
+        yield Static("", id="runs-detail")
         yield Static("", id="runs-empty")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -50,9 +52,21 @@ class RunsScreen(Screen):
     def show_runs(self, message: RunsListed) -> None:
         self.runs = {r.path: r for r in message.runs}
         self.query_one(RunsTable).show(message.runs)
+        self.query_one("#runs-detail").display = bool(message.runs)
         self.query_one("#runs-empty", Static).update(
             "" if message.runs else f"no runs under {self.root}/ yet — n: a new preset to launch, or run "
             "`rlhf-train PRESET.toml`")
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted)
+    def show_detail(self) -> None:
+        """Under the table, the highlighted run's end reason in full (the column cuts it)."""
+        run = self.runs.get(self.query_one(RunsTable).selected_path or "")
+        detail = Text()
+        if run is not None and run.reason:
+            detail.append(f"{run.id} {run.status}: ", style="bold")
+            detail.append(run.reason, style="red" if run.status in ("failed", "lost") else "")
+        self.query_one("#runs-detail", Static).update(detail)
 
     @on(DataTable.RowSelected)
     def row_selected(self, message: DataTable.RowSelected) -> None:

@@ -93,3 +93,36 @@ def test_stop_a_live_run_from_the_runs_screen(tmp_path, live_procs):
     asyncio.run(scenario())
     assert status() == "stopped"
     assert proc.wait(timeout=60) == 0
+
+
+def test_stop_a_live_run_from_its_dashboard(tmp_path, live_procs):
+    root = tmp_path / "runs"
+    run_dir = root / "stop-here"
+    proc = start_run(run_dir, max_steps=300)
+    live_procs.append(proc)
+    wait_for_run_json(run_dir, proc)
+
+    async def scenario():
+        app = RlhfTui(root=root, run_dir=run_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
+            dash = app.screen
+            # Ask once the run is stepping (models loaded), as `rlhf-train stop`'s own test does.
+            await wait_until(pilot, lambda: dash.view.step >= 1, 120, "the run's first step")
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), 5, "the confirmation")
+            assert "Stop run stop-here?" in str(app.screen.question)
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.screen is dash, 5, "the dashboard again")
+            assert str(run_dir) in app.stop_asked
+            await wait_until(pilot, lambda: dash.ended, 120, "the run's end event")
+            first_line = text_of(dash.query_one(StatusLine)).splitlines()[0]
+            assert re.match(r"stop-here  ● stopped  step \d+/300 ", first_line), first_line
+            await pilot.press("s")  # a stopped run is not stopped again
+            await pilot.pause(0.2)
+            assert app.screen is dash
+            assert any(n.message == "stop-here is not running (stopped)" for n in app._notifications)
+
+    asyncio.run(scenario())
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "stopped"
+    assert proc.wait(timeout=60) == 0
