@@ -40,7 +40,7 @@ from rlhf_tui.screens.builder import BuilderScreen
 from rlhf_tui.screens.dashboard import DashboardScreen
 from rlhf_tui.screens.runs import RunsScreen
 
-from .conftest import GIB, REPO, wait_until
+from .conftest import GIB, wait_until
 
 SMALL, LARGE = (80, 24), (160, 48)
 NOW = datetime(2025, 11, 24, 18, 0, 0, tzinfo=timezone.utc)
@@ -71,6 +71,62 @@ memory per worker
   actor        4.61 MiB  weights 1.15 MiB [P × 4 B], gradients 1.15 MiB [P × 4 B], optimizer 2.30 MiB [P × 8 B]
   reference    1.15 MiB  weights 1.15 MiB [P × 4 B]
   activations are not included"""
+
+
+FIXED_PRESET = """\
+# Built-in tiny Llama learning single-digit addition with GRPO, on CPU, in a few minutes.
+# Everything is created in code: no download, no GPU. `make run` starts this preset.
+schema_version = 1
+
+[run]
+name = "tiny-cpu"
+seed = 1
+
+[model]
+actor = "builtin:tiny"
+
+[data]
+prompt_data = "builtin:arith"
+max_prompt_len = 16
+
+[rollout]
+engine = "hf"
+n_samples_per_prompt = 8
+max_new_tokens = 3
+temperature = 1.0
+
+[algo]
+name = "grpo"
+kl_estimator = "k3"
+use_kl_loss = true
+kl_coef = 0.001
+
+[train]
+max_steps = 300
+rollout_batch_size = 16
+train_batch_size = 128
+micro_train_batch_size = 128
+micro_rollout_batch_size = 128
+actor_lr = 3e-4
+lr_warmup_ratio = 0.0
+lr_scheduler = "constant"
+
+[deepspeed]
+zero_stage = 0
+
+[placement]
+mode = "local"
+
+[reward]
+kind = "builtin"
+
+[telemetry]
+sample_interval_s = 2.0
+
+[checkpoint]
+save_steps = 100
+"""
+"""The builder's preset (presets/tiny-cpu.toml when these snapshots were made)."""
 
 
 class FixedPlan:
@@ -286,7 +342,7 @@ def test_dashboard_light_theme(snap_compare, fixed_world, size):
 
 
 def builder_app(tmp_path: Path, replace: tuple[str, str] | None = None) -> RlhfTui:
-    text = (REPO / "presets" / "tiny-cpu.toml").read_text()
+    text = FIXED_PRESET
     if replace:
         assert replace[0] in text
         text = text.replace(*replace)
