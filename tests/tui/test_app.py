@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from rlhf_tui.screens.builder import BuilderScreen
 from rlhf_tui.screens.dashboard import DashboardScreen
 from rlhf_tui.screens.runs import RunsScreen
 
-from .conftest import REPO, recorded_run, text_of, wait_until
+from .conftest import REPO, recorded_run, start_run, text_of, wait_for_run_json, wait_until
 
 
 def tiny_preset(tmp_path: Path, max_steps: int) -> Path:
@@ -116,3 +118,34 @@ def test_quit_with_unsaved_preset_edits_asks_first(tmp_path):
         assert preset.read_text().count("max_steps = 5") == 1
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_stop_twice_forces_a_run_that_does_not_stop(tmp_path, live_procs):
+    run_dir = tmp_path / "runs" / "stuck"
+    proc = start_run(run_dir, max_steps=100000)
+    live_procs.append(proc)
+    wait_for_run_json(run_dir, proc)
+    deadline = time.monotonic() + 120
+    while b'"metric"' not in (run_dir / "events.jsonl").read_bytes():
+        assert time.monotonic() < deadline, "no step within 120 s"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGSTOP)  # stuck mid-run: the graceful request is never honoured
+
+    async def scenario():
+        app = RlhfTui(root=tmp_path / "runs", run_dir=run_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), 5, "the stop question")
+            await pilot.press("y")
+            await wait_until(pilot, lambda: str(run_dir) in app.stop_asked, 5, "the graceful request")
+            await pilot.press("s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), 5, "the force question")
+            assert "Force it?" in str(app.screen.question)
+            await pilot.press("y")
+            await wait_until(pilot, lambda: any(n.message == "stuck: killed" for n in app._notifications), 30,
+                             "the forced stop")
+
+    asyncio.run(scenario())
+    assert proc.wait(timeout=10) == -signal.SIGKILL

@@ -1,6 +1,6 @@
 """`textual serve "python -m rlhf_tui.app"` serves the TUI to a browser on loopback: the page loads
-and the app's first screen comes through its websocket. Needs textual-dev (the `textual` command),
-which is not a dependency of the project: skipped without it."""
+and the app's first screen comes through its websocket. textual-dev (the `textual` command) is in
+the `test` extra; users install it themselves to serve the TUI."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ import pytest
 
 from .conftest import REPO
 
-pytest.importorskip("textual_serve", reason="textual-dev is not installed (pip install textual-dev)")
-aiohttp = pytest.importorskip("aiohttp")
+import aiohttp
 
 pytestmark = pytest.mark.slow
 ANSI = re.compile(r"\x1b\[[0-9;?<>=]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
