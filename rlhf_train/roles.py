@@ -1,23 +1,32 @@
 """The roles of a run — actor, reference, critic, reward — as objects with the methods a Ray actor
-exposes (`log_probs`, `values`, `fit`, `scores`, `state_dict`, `save`). The step loop talks only to
-these methods, so the distributed placement moves them into processes without touching the loop.
+exposes (`log_probs`, `values`, `fit`, `scores`, `state_dict`, `save`, `offload`, `reload`). The step
+loop talks only to these methods, so the distributed placement moves them into processes without
+touching the loop.
 
-These are the in-process implementations (`placement.mode = "local"`): plain torch AdamW with
-gradient accumulation and clipping.
+A role runs its model through a `Backend`: `LOCAL` (everything in this process, plain torch AdamW;
+`placement.mode = "local"`) or one rank of a data-parallel group
+(`rlhf_train.distributed.strategy.DeepSpeedStrategy`). There is one fit loop for both: `fit_plan`
+cuts the global batch the same way whatever the rank count, so ranks together take the same
+optimizer steps one process would.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from rlhf_train.algos import aggregate_loss, entropy_from_logits, kl_loss, policy_loss, value_loss
 from rlhf_train.config.schema import Preset, TrainConfig
+from rlhf_train.errors import RunError
 from rlhf_train.experience import ExperienceBatch
+
+TRAINED_ROLES = ("actor", "critic")
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: float) -> float:
@@ -31,21 +40,132 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def lr_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int
+                ) -> torch.optim.lr_scheduler.LambdaLR:
+    """`lr_factor` over `optimizer` (warm-up of ⌈lr_warmup_ratio × total_steps⌉ steps), stepped once
+    per optimizer step."""
+    warmup = math.ceil(train.lr_warmup_ratio * total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup, total_steps, train.lr_scheduler, train.min_lr_ratio))
+
+
+def learning_rate(train: TrainConfig, role: str) -> float:
+    """The peak learning rate of a trained role: `actor_lr` or `critic_lr`."""
+    rates = {"actor": train.actor_lr, "critic": train.critic_lr}
+    if role not in rates:
+        raise ValueError(f"{role!r} is not a trained role; expected one of {TRAINED_ROLES}")
+    return rates[role]
+
+
+def accumulation_steps(train: TrainConfig, data_parallel: int) -> int:
+    """Gradient-accumulation steps = train_batch_size / (micro_train_batch_size × data_parallel)."""
+    per_pass = train.micro_train_batch_size * data_parallel
+    if train.train_batch_size % per_pass:
+        raise RunError(f"[train].train_batch_size = {train.train_batch_size} is not a multiple of "
+                       f"micro_train_batch_size × data-parallel ranks = {train.micro_train_batch_size} × "
+                       f"{data_parallel}; make it one")
+    return train.train_batch_size // per_pass
+
+
+def fit_plan(size: int, train: TrainConfig, data_parallel: int, rank: int, seed: int) -> list[list[torch.Tensor]]:
+    """The micro-batches rank `rank` of `data_parallel` trains on, grouped by optimizer step:
+    `plan[k]` holds the index tensors (rows of the global batch of `size` samples) whose gradients
+    make up this rank's share of optimizer step k.
+
+    Each of the `max_epochs` epochs draws one permutation of the global batch
+    (`torch.randperm(size)` from a generator seeded with `seed`, epochs in sequence) and cuts it into
+    optimizer steps of `train_batch_size` samples; rank r takes the contiguous slice r
+    (train_batch_size / data_parallel samples) of each step and cuts it into micro-batches of
+    `micro_train_batch_size`. The micro-batches of all ranks together are therefore the same for any
+    `data_parallel`: with gradients averaged over ranks and accumulation steps, every optimizer step
+    sees the gradient one rank would.
+    """
+    if not 0 <= rank < data_parallel:
+        raise ValueError(f"rank {rank} is not in [0, {data_parallel})")
+    step_size, micro = train.train_batch_size, train.micro_train_batch_size
+    per_rank = step_size // data_parallel
+    accumulation_steps(train, data_parallel)  # checks the divisibility the cut below relies on
+    if size % step_size:
+        raise RunError(f"{size} samples are not a whole number of optimizer steps of [train].train_batch_size "
+                       f"= {step_size}")
+    generator = torch.Generator().manual_seed(seed)
+    plan = []
+    for _ in range(train.max_epochs):
+        order = torch.randperm(size, generator=generator)
+        for start in range(0, size, step_size):
+            mine = order[start + rank * per_rank:start + (rank + 1) * per_rank]
+            plan.append([mine[i:i + micro] for i in range(0, per_rank, micro)])
+    return plan
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What one `offload()` or `reload()` did: its wall time and, on CUDA, the accelerator bytes it
+    freed (offload) or took back (reload); None where that is not measurable (CPU)."""
+
+    seconds: float
+    device_bytes: int | None
+
+
+class Trainable(Protocol):
+    """One trained model behind its optimizer, as `fit_epochs` and the roles use it."""
+
+    def __call__(self, *args, **kwargs): ...
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate ∇(loss / accumulation steps) of one micro-batch."""
+
+    def step(self) -> float:
+        """Clip, step the optimizer and the schedule, zero the gradients; the gradient norm before
+        clipping (over all ranks)."""
+
+    @property
+    def lr(self) -> float: ...
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole model's state dict on rank 0, {} on other ranks (collective: every rank calls)."""
+
+    def offload(self) -> Moved: ...
+
+    def reload(self) -> Moved: ...
+
+
+class Backend(Protocol):
+    """Where a role's model runs: which rank of how many, on which device, and how it is trained."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def trained(self, module: nn.Module, role: str, preset: Preset, total_steps: int) -> Trainable:
+        """`module` wrapped for training as `role` ("actor" or "critic") over `total_steps` optimizer steps."""
+
+    def frozen(self, module: nn.Module, role: str, preset: Preset) -> Callable:
+        """`module` wrapped for inference only (no gradients)."""
+
+    def sum_over_ranks(self, values: list[float]) -> list[float]:
+        """Element-wise sums of `values` over all ranks (collective)."""
+
+
 class Optimized:
-    """A module with its AdamW, schedule, gradient accumulation and clipping."""
+    """A module with torch AdamW, the schedule, gradient accumulation and clipping, in this process."""
 
     def __init__(self, module: nn.Module, lr: float, train: TrainConfig, total_steps: int):
         self.module = module
         params = [p for p in module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=lr, betas=(train.adam_beta1, train.adam_beta2),
                                            weight_decay=train.weight_decay)
-        warmup = math.ceil(train.lr_warmup_ratio * total_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, warmup, total_steps, train.lr_scheduler, train.min_lr_ratio))
+        self.scheduler = lr_schedule(self.optimizer, train, total_steps)
         self.max_norm = train.max_norm
+        self.accumulation = accumulation_steps(train, 1)
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.accumulation).backward()
 
     def step(self) -> float:
-        """Clip, step, advance the schedule; returns the gradient norm before clipping."""
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         norm = torch.nn.utils.clip_grad_norm_(params, self.max_norm if self.max_norm > 0 else float("inf"))
         self.optimizer.step()
@@ -57,59 +177,107 @@ class Optimized:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
 
-def fit_epochs(batch: ExperienceBatch, optimized: Optimized, loss_fn: Callable[[ExperienceBatch], tuple[torch.Tensor,
-               dict[str, float]]], train: TrainConfig, data_parallel: int, seed: int) -> dict[str, float]:
-    """`max_epochs` passes over `batch` in shuffled micro-batches, one optimizer step per
-    train_batch_size samples (gradient accumulation over the micro-batches in between).
-    Returns the mean of every statistic `loss_fn` reports, plus the gradient norm and lr."""
-    accumulation = train.train_batch_size // (train.micro_train_batch_size * data_parallel)
-    generator = torch.Generator().manual_seed(seed)
+    def offload(self) -> Moved:
+        raise RunError("offloading model states needs DeepSpeed ZeRO-3: set [placement].mode = \"ray\" and "
+                       "[deepspeed].zero_stage = 3")
+
+    reload = offload
+
+
+class LocalBackend:
+    """Everything in this process: rank 0 of 1, on the CPU or wherever the modules already are."""
+
+    rank = 0
+    world_size = 1
+    device = torch.device("cpu")
+
+    def trained(self, module: nn.Module, role: str, preset: Preset, total_steps: int) -> Optimized:
+        return Optimized(module, learning_rate(preset.train, role), preset.train, total_steps)
+
+    def frozen(self, module: nn.Module, role: str, preset: Preset) -> nn.Module:
+        return module.requires_grad_(False)
+
+    def sum_over_ranks(self, values: list[float]) -> list[float]:
+        return values
+
+
+LOCAL = LocalBackend()
+
+
+def on_device(batch: ExperienceBatch, device: torch.device) -> ExperienceBatch:
+    """`batch` with every tensor on `device` (the same object when it is the CPU)."""
+    if device.type == "cpu":
+        return batch
+    return ExperienceBatch(**{f.name: None if getattr(batch, f.name) is None else getattr(batch, f.name).to(device)
+                              for f in fields(batch)})
+
+
+def fit_epochs(batch: ExperienceBatch, model: Trainable, loss_fn: Callable[[ExperienceBatch], tuple[torch.Tensor,
+               dict[str, float]]], train: TrainConfig, backend: Backend, seed: int) -> dict[str, float]:
+    """Train `model` on this rank's share of the global `batch` (`fit_plan`): `max_epochs` passes,
+    one optimizer step per train_batch_size samples of the global batch, with gradient accumulation
+    over the micro-batches in between. Returns the mean over all ranks' micro-batches of every
+    statistic `loss_fn` reports — what one rank would report — plus the mean gradient norm."""
     totals: dict[str, float] = {}
     count = 0
     norms = []
-    for _ in range(train.max_epochs):
-        order = torch.randperm(batch.size, generator=generator)
-        for i, part in enumerate(batch.micro_batches(train.micro_train_batch_size)):
-            loss, stats = loss_fn(batch.select(order[part]))
-            (loss / accumulation).backward()
-            if (i + 1) % accumulation == 0:
-                norms.append(optimized.step())
+    for step in fit_plan(batch.size, train, backend.world_size, backend.rank, seed):
+        for index in step:
+            loss, stats = loss_fn(on_device(batch.select(index), backend.device))
+            model.backward(loss)
             for name, value in stats.items():
                 totals[name] = totals.get(name, 0.0) + value
             count += 1
-    means = {name: total / count for name, total in totals.items()}
+        norms.append(model.step())
+    names = sorted(totals)
+    *sums, count = backend.sum_over_ranks([totals[name] for name in names] + [float(count)])
+    means = {name: total / count for name, total in zip(names, sums)}
     means["grad_norm"] = sum(norms) / len(norms) if norms else 0.0
     return means
 
 
 @torch.no_grad()
-def forward_in_chunks(fn: Callable[[ExperienceBatch], torch.Tensor], batch: ExperienceBatch, size: int
-                      ) -> torch.Tensor:
-    return torch.cat([fn(batch.select(part)) for part in batch.micro_batches(size)], dim=0)
+def forward_in_chunks(fn: Callable[[ExperienceBatch], torch.Tensor], batch: ExperienceBatch, size: int,
+                      device: torch.device = LOCAL.device) -> torch.Tensor:
+    """`fn` over micro-batches of `size` samples moved to `device`, concatenated on the CPU."""
+    return torch.cat([fn(on_device(batch.select(part), device)).cpu() for part in batch.micro_batches(size)], dim=0)
+
+
+def _without_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
 
 
 class ActorRole:
     """The policy: log-probs of responses, and the PPO-clip update (with the KL loss and entropy
-    terms when configured)."""
+    terms when configured).
 
-    def __init__(self, actor: nn.Module, preset: Preset, total_optimizer_steps: int):
+    With a data-parallel backend every rank holds one `ActorRole`: `fit` takes the *global* batch on
+    every rank (each trains on its `fit_plan` share); `log_probs` takes this rank's part of a batch,
+    and under ZeRO-3 every rank must call it with the same number of micro-batches (their forward
+    passes gather parameters together)."""
+
+    def __init__(self, actor: nn.Module, preset: Preset, total_optimizer_steps: int, backend: Backend = LOCAL):
         self.actor = actor
         self.preset = preset
+        self.backend = backend
         self.temperature = preset.rollout.temperature or 1.0
-        self.optimized = Optimized(actor, preset.train.actor_lr, preset.train, total_optimizer_steps)
+        self.optimized = backend.trained(actor, "actor", preset, total_optimizer_steps)
         self.kl_coef = preset.algo.kl_coef
 
     def _log_probs(self, mb: ExperienceBatch) -> torch.Tensor:
-        return self.actor(mb.sequences, mb.attention_mask, mb.num_actions, temperature=self.temperature)
+        return self.optimized(mb.sequences, mb.attention_mask, mb.num_actions, temperature=self.temperature)
 
     def log_probs(self, batch: ExperienceBatch) -> torch.Tensor:
-        return forward_in_chunks(self._log_probs, batch, self.preset.train.micro_rollout_batch_size)
+        return forward_in_chunks(self._log_probs, batch, self.preset.train.micro_rollout_batch_size,
+                                 self.backend.device)
 
     def _loss(self, mb: ExperienceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         algo = self.preset.algo
-        log_probs, logits = self.actor(mb.sequences, mb.attention_mask, mb.num_actions, return_logits=True,
-                                       temperature=self.temperature)
+        log_probs, logits = self.optimized(mb.sequences, mb.attention_mask, mb.num_actions, return_logits=True,
+                                           temperature=self.temperature)
         out = policy_loss(log_probs, mb.old_log_probs, mb.advantages, mb.action_mask, algo.clip_eps_low,
                           algo.clip_eps_high, algo.dual_clip or None, algo.loss_agg)
         loss = out.loss
@@ -126,53 +294,77 @@ class ActorRole:
 
     def fit(self, batch: ExperienceBatch, kl_coef: float, seed: int) -> dict[str, float]:
         self.kl_coef = kl_coef
-        stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, 1, seed)
+        stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, self.backend, seed)
         stats["actor_lr"] = self.optimized.lr
         return stats
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.actor.model.state_dict()
+        """The policy's Hugging Face state dict (keys of `actor.model`) on rank 0, {} on other ranks;
+        every rank must call it (ZeRO-3 gathers the parameters)."""
+        return _without_prefix(self.optimized.full_state_dict(), "model.")
 
     def save(self, directory: Path, tokenizer) -> None:
-        self.actor.model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
+        """Write the policy and `tokenizer` to `directory` in Hugging Face format from rank 0 (every
+        rank must call it)."""
+        state = self.state_dict()
+        if self.backend.rank == 0:
+            self.actor.model.save_pretrained(directory, state_dict=state)
+            tokenizer.save_pretrained(directory)
+
+    def offload(self) -> Moved:
+        """Move weights, gradients and optimizer state off the accelerator (DeepSpeed ZeRO-3 only)."""
+        return self.optimized.offload()
+
+    def reload(self) -> Moved:
+        """Bring back what `offload` moved."""
+        return self.optimized.reload()
 
 
 class ReferenceRole:
     """The frozen reference policy: log π_ref of the sampled tokens."""
 
-    def __init__(self, actor: nn.Module, preset: Preset):
-        self.actor = actor.requires_grad_(False)
+    def __init__(self, actor: nn.Module, preset: Preset, backend: Backend = LOCAL):
+        self.actor = backend.frozen(actor, "reference", preset)
         self.preset = preset
+        self.backend = backend
         self.temperature = preset.rollout.temperature or 1.0
 
     def log_probs(self, batch: ExperienceBatch) -> torch.Tensor:
         return forward_in_chunks(
             lambda mb: self.actor(mb.sequences, mb.attention_mask, mb.num_actions, temperature=self.temperature),
-            batch, self.preset.train.micro_rollout_batch_size)
+            batch, self.preset.train.micro_rollout_batch_size, self.backend.device)
 
 
 class CriticRole:
     """The value function for GAE: values of the states before each response token, and the
-    clipped value-loss update."""
+    clipped value-loss update. Data-parallel use as for `ActorRole`."""
 
-    def __init__(self, critic: nn.Module, preset: Preset, total_optimizer_steps: int):
+    def __init__(self, critic: nn.Module, preset: Preset, total_optimizer_steps: int, backend: Backend = LOCAL):
         self.critic = critic
         self.preset = preset
-        self.optimized = Optimized(critic, preset.train.critic_lr, preset.train, total_optimizer_steps)
+        self.backend = backend
+        self.optimized = backend.trained(critic, "critic", preset, total_optimizer_steps)
 
     def values(self, batch: ExperienceBatch) -> torch.Tensor:
-        return forward_in_chunks(lambda mb: self.critic(mb.sequences, mb.attention_mask, mb.num_actions),
-                                 batch, self.preset.train.micro_rollout_batch_size)
+        return forward_in_chunks(lambda mb: self.optimized(mb.sequences, mb.attention_mask, mb.num_actions),
+                                 batch, self.preset.train.micro_rollout_batch_size, self.backend.device)
 
     def _loss(self, mb: ExperienceBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        values = self.critic(mb.sequences, mb.attention_mask, mb.num_actions)
+        values = self.optimized(mb.sequences, mb.attention_mask, mb.num_actions)
         loss = value_loss(values, mb.values, mb.returns, mb.action_mask, self.preset.algo.value_clip or None,
                           self.preset.algo.loss_agg)
         return loss, {"critic_loss": loss.item()}
 
     def fit(self, batch: ExperienceBatch, seed: int) -> dict[str, float]:
-        stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, 1, seed)
+        stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, self.backend, seed)
         stats["critic_lr"] = self.optimized.lr
         stats["critic_grad_norm"] = stats.pop("grad_norm")
         return stats
+
+    def offload(self) -> Moved:
+        """As `ActorRole.offload`."""
+        return self.optimized.offload()
+
+    def reload(self) -> Moved:
+        """As `ActorRole.reload`."""
+        return self.optimized.reload()
