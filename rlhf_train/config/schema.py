@@ -172,6 +172,9 @@ class PlacementConfig(Section):
                                                               "0 = as many as the actor.")
     cpus_per_worker: float = Field(0.5, gt=0.0, le=256.0, description="Ray CPUs reserved per worker "
                                                                       "(fractional on small machines).")
+    ready_timeout_s: float = Field(60.0, gt=0.0, le=3600.0,
+                                   description="Seconds to wait for Ray to place every worker; then the run fails "
+                                               "naming the missing resource.")
 
 
 class RingAttentionConfig(Section):

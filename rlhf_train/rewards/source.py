@@ -25,20 +25,20 @@ class RewardSource:
         return torch.as_tensor(self._score_fn(prompts, responses, labels), dtype=torch.float32)
 
 
-def model_scorer(spec: str, preset: Preset) -> ScoreFn:
+def model_scorer(spec: str, preset: Preset, device: torch.device | None = None) -> ScoreFn:
     """Score `prompt + response` with a reward model (its own tokenizer, right padding), read at
-    the last real token."""
+    the last real token; the model runs on `device` (default: the CPU), the scores come back on the CPU."""
     from rlhf_train.models.reward_model import RewardModel
 
     model, tokenizer = RewardModel.from_spec(spec, dtype=preset.model.dtype, seed=preset.run.seed)
-    model.requires_grad_(False)
+    model.requires_grad_(False).to(device or "cpu")
     tokenizer.padding_side = "right"
 
     @torch.no_grad()
     def score(prompts: list[str], responses: list[str], labels: list[str]) -> torch.Tensor:
         texts = [f"{p} {r}" for p, r in zip(prompts, responses)]
-        encoded = tokenizer(texts, return_tensors="pt", padding=True)
-        return model(encoded["input_ids"], encoded["attention_mask"]).float()
+        encoded = tokenizer(texts, return_tensors="pt", padding=True).to(device or "cpu")
+        return model(encoded["input_ids"], encoded["attention_mask"]).float().cpu()
 
     return score
 

@@ -9,11 +9,15 @@ from rlhf_train.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "presets" / "tiny-cpu.toml")
+LOCAL = 'placement.mode="local"'
+"""The debugging placement, for tests about anything but placement: the tiny preset without Ray's
+start-up time (the Ray path has its own tests, test_ray_*.py)."""
 
 
 def run_cli(run_dir: Path, *overrides: str, preset: str = TINY) -> int:
-    """Run `rlhf-train PRESET --run-dir RUN_DIR --set ...` in this process; the exit code."""
-    args = [preset, "--run-dir", str(run_dir)]
+    """Run `rlhf-train PRESET --run-dir RUN_DIR --set placement.mode="local" --set ...` in this
+    process; the exit code. A `placement.mode` in `overrides` wins (it comes later)."""
+    args = [preset, "--run-dir", str(run_dir), "--set", LOCAL]
     for item in overrides:
         args += ["--set", item]
     return main(args)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import TINY, run_info
+from tests.integration.conftest import LOCAL, TINY, run_info
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["--set", "train.max_steps=2", "--set", "checkpoint.save_steps=1"]
+QUICK = ["--set", "train.max_steps=2", "--set", "checkpoint.save_steps=1", "--set", LOCAL]
 
 
 def run_subprocess(run_dir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -15,13 +15,13 @@ from rlhf_train.telemetry.control import request_stop
 from rlhf_train.telemetry.runs import summarise
 from rlhf_tui.launcher import CONSOLE_LOG, LaunchFailed, Launched, console_error, force_stop, launch, wait_started
 
-from .conftest import TINY, run_info
+from .conftest import LOCAL, TINY, run_info
 
 pytestmark = pytest.mark.slow
 
 
 def tiny(tmp_path: Path, max_steps: int) -> tuple[str, ...]:
-    return (f"run.output_dir={str(tmp_path / 'runs')!r}", f"train.max_steps={max_steps}")
+    return (f"run.output_dir={str(tmp_path / 'runs')!r}", f"train.max_steps={max_steps}", LOCAL)
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:
@@ -46,7 +46,8 @@ def test_launch_runs_the_headless_command_in_its_own_session(tmp_path, launched_
     launched_runs.append(run)
     assert run.run_dir.parent == tmp_path / "runs" and run.run_dir.name.startswith("tiny-cpu-")
     assert run.argv[:4] == [sys.executable, "-m", "rlhf_train.cli", TINY]
-    assert run.argv[4:] == ["--run-dir", str(run.run_dir), "--set", tiny(tmp_path, 3)[0], "--set", "train.max_steps=3"]
+    assert run.argv[4:] == ["--run-dir", str(run.run_dir), "--set", tiny(tmp_path, 3)[0], "--set", "train.max_steps=3",
+                            "--set", LOCAL]
     assert os.getsid(run.pid) == run.pid != os.getsid(0), "the run leads its own session"
     wait_started(run)
     assert run_info(run.run_dir)["pgid"] == run.pid

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import REPO, TINY, events, run_cli, run_info
+from tests.integration.conftest import LOCAL, REPO, TINY, events, run_cli, run_info
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_sigterm_stops_after_the_current_step_and_saves(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", TINY, "--run-dir", str(run), "--set",
-                             "checkpoint.save_steps=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "checkpoint.save_steps=0", "--set", LOCAL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if (run / "events.jsonl").is_file() and events(run, "metric"):
@@ -50,7 +50,7 @@ def test_smollm2_preset_trains_two_steps(tmp_path):
 
 def test_sigterm_during_start_up_still_ends_the_run_as_stopped(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", TINY, "--run-dir", str(run)],
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", TINY, "--run-dir", str(run), "--set", LOCAL],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (run / "run.json").is_file():

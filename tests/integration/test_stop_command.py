@@ -10,14 +10,14 @@ import pytest
 
 from rlhf_train.cli import main
 from rlhf_train.telemetry.control import is_rlhf_train_process
-from tests.integration.conftest import TINY, events, run_info
+from tests.integration.conftest import LOCAL, TINY, events, run_info
 
 pytestmark = pytest.mark.slow
 
 
 def test_stop_a_running_run_and_refuse_a_finished_one(tmp_path, capsys):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", TINY, "--run-dir", str(run)],
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", TINY, "--run-dir", str(run), "--set", LOCAL],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not ((run / "events.jsonl").is_file() and events(run, "metric")):

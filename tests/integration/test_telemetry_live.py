@@ -17,6 +17,7 @@ import pytest
 
 from rlhf_train.telemetry.client import iter_events
 from rlhf_train.telemetry.protocol import Event, decode_event, read_events_file
+from tests.integration.conftest import LOCAL
 from tests.unit.test_telemetry_server import Viewer, check_stream, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def test_live_run_streams_to_fast_frozen_and_resuming_viewers(tmp_path):
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "rlhf_train.cli", "presets/tiny-cpu.toml", "--run-dir",
-                                 str(run_dir), "--set", f"train.max_steps={STEPS}"],
+                                 str(run_dir), "--set", f"train.max_steps={STEPS}", "--set", LOCAL],
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         sock_path = _wait_for_socket(run_dir, proc, stderr_path)

@@ -47,7 +47,7 @@ def start_run(run_dir: Path, max_steps: int) -> subprocess.Popen:
     """`rlhf-train presets/tiny-cpu.toml` as its own process group, writing to `run_dir`."""
     return subprocess.Popen(
         [sys.executable, "-m", "rlhf_train.cli", "presets/tiny-cpu.toml", "--run-dir", str(run_dir),
-         "--set", f"train.max_steps={max_steps}"],
+         "--set", f"train.max_steps={max_steps}", "--set", 'placement.mode="local"'],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 

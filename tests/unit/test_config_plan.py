@@ -149,6 +149,13 @@ def test_tiny_model_size_is_read_from_the_builtin_spec():
     assert (plan.shape.layers, plan.shape.kv_heads, plan.shape.head_dim) == (2, 2, 32)
 
 
+def test_an_hf_engine_under_ray_holds_only_its_weights():
+    plan = plan_for({"placement": {"mode": "ray"}})
+    engine = plan.memory.roles["engine"]
+    assert engine.gpu == {"weights": 301_952 * 4}
+    assert engine.kv_cache_tokens is None
+
+
 def test_model_size_from_an_hf_directory_and_a_gguf_file(tmp_path):
     from rlhf_train.config.model_shape import model_shape
     from rlhf_train.models.tiny import build_tiny_model, save_tiny

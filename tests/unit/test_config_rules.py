@@ -83,9 +83,9 @@ def test_the_rules_are_the_ones_tested_here():
     assert sorted(r.check.__name__ for r in ERRORS) == [
         "_colocate_all_counts", "_colocated_pairs_match", "_dual_clip_above_one", "_enough_gpus",
         "_group_baselines_need_groups", "_hf_engine_has_no_tensor_parallelism", "_local_mode_is_one_process",
-        "_offload_between_phases_needs_zero3", "_reward_source_complete", "_ring_fits", "_samples_divide_over_ranks",
-        "_sleep_needs_vllm", "_tensor_parallel_fits_a_node", "_whole_gradient_accumulation",
-        "_whole_optimizer_steps_per_rollout"]
+        "_offload_between_phases_needs_deepspeed", "_offload_between_phases_needs_zero3", "_reward_source_complete",
+        "_ring_fits", "_samples_divide_over_ranks", "_sleep_needs_vllm", "_tensor_parallel_fits_a_node",
+        "_whole_gradient_accumulation", "_whole_optimizer_steps_per_rollout"]
     assert sorted(r.check.__name__ for r in WARNINGS) == [
         "_critic_model_ignored", "_critic_unused", "_greedy_groups_are_identical", "_k1_in_loss_has_no_gradient",
         "_sleep_is_a_no_op_on_cpu", "_sleep_pays_only_when_colocated"]
@@ -226,12 +226,20 @@ def test_engine_sleep_needs_vllm(minimal_raw):
     assert "[rollout].enable_sleep" in warning_keys(result)
 
 
-def test_deepspeed_sleep_needs_zero3(minimal_raw):
-    raw = with_(minimal_raw, deepspeed={"enable_sleep": True, "zero_stage": 2})
+def test_deepspeed_sleep_needs_zero3():
+    raw = ray_cpu(deepspeed={"enable_sleep": True, "zero_stage": 2})
     err = only_error(validate(raw), "[deepspeed].enable_sleep")
     assert err.value is True
     assert "needs ZeRO-3 (zero_stage is 2)" in err.rule
     assert_valid(with_(raw, deepspeed={"zero_stage": 3}))
+
+
+def test_deepspeed_sleep_needs_the_ray_placement(minimal_raw):
+    raw = with_(minimal_raw, deepspeed={"enable_sleep": True, "zero_stage": 3})
+    err = only_error(validate(raw), "[deepspeed].enable_sleep")
+    assert err.rule == ("offloading DeepSpeed states between phases needs the DeepSpeed roles of "
+                        "[placement].mode = \"ray\"; local mode trains with plain torch.")
+    assert_valid(with_(raw, placement={"mode": "ray"}))
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2])

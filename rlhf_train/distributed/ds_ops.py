@@ -1,0 +1,37 @@
+"""Build DeepSpeed's CPU ops ahead of the first run: `python -m rlhf_train.distributed.ds_ops`.
+
+DeepSpeed installs without compiled ops (`DS_BUILD_OPS=0`) and JIT-compiles each with gcc on first
+use — FusedAdam (its optimizer), DeepSpeedCPUAdam (optimizer offload) and the shared-memory
+collectives, about a minute each on 2 cores. `make setup` runs this once so that a run does not
+stall at its first step; the builds are cached in ~/.cache/torch_extensions. On a CUDA machine
+DeepSpeed's CUDA builders are used instead and nothing is built here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+
+OPS = ("FusedAdamBuilder", "CPUAdamBuilder", "ShareMemCommBuilder")
+
+
+def main() -> int:
+    if torch.cuda.is_available():
+        print("ds_ops: CUDA present, DeepSpeed builds its CUDA ops itself; nothing to do")
+        return 0
+    from rlhf_train.distributed.ds_engine import import_deepspeed
+
+    import_deepspeed()
+    from deepspeed.accelerator import get_accelerator
+
+    for name in OPS:
+        started = time.monotonic()
+        get_accelerator().create_op_builder(name).load(verbose=False)
+        print(f"ds_ops: {name} ready ({time.monotonic() - started:.1f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The controller's side of the Ray roles: each role is a group of Ray actors (one per rank) behind
+the same methods the local roles have (`roles.py`), so the step loop (`trainer.py`) drives either
+without knowing which.
+
+Inference calls (`log_probs`, `values`, `scores`, `generate`) split their input into contiguous
+parts, one per rank, and concatenate the answers in rank order. Training calls (`fit`) send every
+rank the whole batch once (through Ray's object store); each rank takes its share by
+`roles.fit_plan`. Collective calls (`state_dict`, `save`, `offload`, `reload`) go to every rank.
+
+A worker that dies or raises ends the call with a `RunError` naming the role, the rank and the
+Ray error — never a hang or a bare traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from rlhf_train.errors import RunError
+from rlhf_train.experience import ExperienceBatch
+from rlhf_train.rollout.base import Generation, SamplingParams
+
+
+def even_parts(total: int, parts: int) -> list[slice]:
+    """`total` items in `parts` contiguous slices whose sizes differ by at most one (larger first)."""
+    base, extra = divmod(total, parts)
+    out, start = [], 0
+    for i in range(parts):
+        size = base + (1 if i < extra else 0)
+        out.append(slice(start, start + size))
+        start += size
+    return out
+
+
+def equal_parts(total: int, parts: int) -> list[torch.Tensor]:
+    """Row indices of `parts` contiguous parts of ⌈total / parts⌉ rows each: the rows past the end
+    repeat the last row, so the concatenated answers are the `total` wanted followed by padding."""
+    size = -(-total // parts)
+    return [torch.arange(r * size, (r + 1) * size).clamp(max=total - 1) for r in range(parts)]
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    role: str
+    rank: int
+    pid: int
+    node_id: str
+    host: str
+
+    def as_json(self) -> dict:
+        return {"role": self.role, "rank": self.rank, "pid": self.pid, "node_id": self.node_id, "host": self.host}
+
+
+class RoleGroup:
+    """The Ray actors of one role, rank order."""
+
+    def __init__(self, role: str, handles: list) -> None:
+        self.role = role
+        self.handles = handles
+        self.infos: list[WorkerInfo] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.handles)
+
+    def get(self, refs: list) -> list:
+        """The answers of one call per rank, in rank order. The first failure to arrive ends the
+        wait (other ranks may be blocked in a collective with the failed one) as a `RunError`."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        results: dict[int, object] = {}
+        pending = list(refs)
+        while pending:
+            (ref,), pending = ray.wait(pending, num_returns=1)
+            rank = refs.index(ref)
+            try:
+                results[rank] = ray.get(ref)
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, RunError):
+                    raise RunError(str(cause)) from None
+                what = f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
+                raise RunError(f"the {self.role} worker (rank {rank}) failed: {what}") from None
+            except RayActorError as exc:
+                pid = self.infos[rank].pid if rank < len(self.infos) else "?"
+                raise RunError(f"the {self.role} worker (rank {rank}, pid {pid}) died: {_first_line(exc)}") from None
+        return [results[i] for i in range(len(refs))]
+
+    def all(self, method: str, *args) -> list:
+        """`method(*args)` on every rank; the answers in rank order."""
+        return self.get([getattr(h, method).remote(*args) for h in self.handles])
+
+    def where(self) -> list[WorkerInfo]:
+        self.infos = [WorkerInfo(role=self.role, rank=rank, **info) for rank, info in enumerate(self.all("where"))]
+        return self.infos
+
+    def map_batch(self, method: str, batch: ExperienceBatch) -> torch.Tensor:
+        """`method(part)` on rank-order parts of `batch`; the answers concatenated (inference).
+        Every rank gets a part of the same size (see `equal_parts`): under ZeRO-3 each forward pass
+        gathers parameters from all ranks, so ranks running different numbers of them would wait
+        for each other forever."""
+        parts = equal_parts(batch.size, self.size)
+        outs = self.get([getattr(h, method).remote(batch.select(p)) for h, p in zip(self.handles, parts)])
+        return torch.cat(outs, dim=0)[:batch.size]
+
+    def offload(self) -> list:
+        return self.all("offload")
+
+    def reload(self) -> list:
+        return self.all("reload")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+class ActorGroup(RoleGroup):
+    def log_probs(self, batch: ExperienceBatch) -> torch.Tensor:
+        return self.map_batch("log_probs", batch)
+
+    def fit(self, batch: ExperienceBatch, kl_coef: float, seed: int) -> dict[str, float]:
+        import ray
+
+        shared = ray.put(batch)
+        return self.all("fit", shared, kl_coef, seed)[0]
+
+    def state_dict(self):
+        """A Ray reference to the full weights (gathered on rank 0; every rank takes part), passed
+        on to the engines without a copy through the controller."""
+        refs = [h.state_dict.remote() for h in self.handles]
+        self.get(refs[1:])
+        return refs[0]
+
+    def save(self, directory: Path, tokenizer) -> None:
+        """Rank 0 writes the model in HF format (every rank takes part in gathering it); the
+        controller adds the tokenizer. Several nodes need `directory` on a shared filesystem."""
+        self.all("save", str(directory))
+        tokenizer.save_pretrained(directory)
+
+
+class ReferenceGroup(RoleGroup):
+    def log_probs(self, batch: ExperienceBatch) -> torch.Tensor:
+        return self.map_batch("log_probs", batch)
+
+
+class CriticGroup(RoleGroup):
+    def values(self, batch: ExperienceBatch) -> torch.Tensor:
+        return self.map_batch("values", batch)
+
+    def fit(self, batch: ExperienceBatch, seed: int) -> dict[str, float]:
+        import ray
+
+        return self.all("fit", ray.put(batch), seed)[0]
+
+
+class RewardGroup(RoleGroup):
+    def scores(self, prompts: list[str], responses: list[str], labels: list[str]) -> torch.Tensor:
+        parts = [s for s in even_parts(len(prompts), self.size) if s.stop > s.start]
+        outs = self.get([h.scores.remote(prompts[s], responses[s], labels[s]) for h, s in zip(self.handles, parts)])
+        return torch.cat(outs, dim=0)
+
+
+class EngineGroup(RoleGroup):
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
+        """Prompts split over the engines (each prompt's n samples stay on one engine, contiguous);
+        engine i samples with seed + i so no two engines draw the same stream."""
+        parts = [s for s in even_parts(len(prompt_ids), self.size) if s.stop > s.start]
+        outs = self.get([h.generate.remote(prompt_ids[s], replace(params, seed=params.seed + i))
+                         for i, (h, s) in enumerate(zip(self.handles, parts))])
+        return Generation(prompt_ids=[p for g in outs for p in g.prompt_ids],
+                          response_ids=[r for g in outs for r in g.response_ids],
+                          truncated=[t for g in outs for t in g.truncated])
+
+    def load_weights(self, state_dict) -> None:
+        """Every engine loads the weights (a Ray reference from `ActorGroup.state_dict`, or a dict)."""
+        self.all("load_weights", state_dict)
+
+    def sleep(self) -> None:
+        self.all("sleep")
+
+    def wake_up(self) -> None:
+        self.all("wake_up")

@@ -1,0 +1,181 @@
+"""One rank of one role, living in its own Ray actor process (`groups.py` is the controller side).
+
+A worker is created empty (no model) so that placement and process start-up are fast and can be
+reported before anything heavy happens; `load` builds its model and role, and the role methods
+(`log_probs`, `fit`, `generate`, ...) then run in the worker. Trained and reference roles of
+several ranks join one torch.distributed group per role (gloo on CPU, nccl on GPU), rendezvous at
+rank 0's address.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from rlhf_train.config.schema import Preset
+from rlhf_train.experience import ExperienceBatch
+from rlhf_train.rollout.base import Generation, SamplingParams
+
+log = logging.getLogger("rlhf_train")
+
+
+def local_device() -> torch.device:
+    """The GPU Ray gave this worker (CUDA_VISIBLE_DEVICES holds just it), else the CPU."""
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class RoleWorker:
+    def __init__(self, role: str, rank: int, world_size: int, preset: Preset, run_dir: str) -> None:
+        self.role_name, self.rank, self.world_size, self.preset = role, rank, world_size, preset
+        torch.set_num_threads(max(1, int(preset.placement.cpus_per_worker)))
+        logs = Path(run_dir) / "workers"
+        logs.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(logs / f"{role}-{rank}.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+    def where(self) -> dict:
+        import ray
+
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Rank 0's address and a free port on it, for the role's process group."""
+        import ray
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def join(self, address: str, port: int) -> None:
+        """Set the torch.distributed environment of this rank (the strategy initialises the group)."""
+        os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
+
+    def backend(self):
+        """This rank's DeepSpeed strategy (joins the role's process group; `join` came first)."""
+        import torch.distributed as dist
+
+        from rlhf_train.distributed.strategy import DeepSpeedStrategy
+
+        strategy = DeepSpeedStrategy()
+        log.info("%s rank %d of %d: torch.distributed backend %s on %s", self.role_name, strategy.rank,
+                 strategy.world_size, dist.get_backend(), strategy.device)
+        return strategy
+
+    def offload(self):
+        return self.role.offload()
+
+    def reload(self):
+        return self.role.reload()
+
+
+class ActorWorker(RoleWorker):
+    def load(self, total_optimizer_steps: int) -> int:
+        from rlhf_train.models.actor import Actor
+        from rlhf_train.models.loading import load_model_and_tokenizer
+        from rlhf_train.roles import ActorRole
+
+        m = self.preset.model
+        model, self.tokenizer = load_model_and_tokenizer(m.actor, dtype=m.dtype, seed=self.preset.run.seed)
+        self.role = ActorRole(Actor(model), self.preset, total_optimizer_steps, backend=self.backend())
+        return sum(p.numel() for p in model.parameters())
+
+    def log_probs(self, batch: ExperienceBatch) -> torch.Tensor:
+        return self.role.log_probs(batch)
+
+    def fit(self, batch: ExperienceBatch, kl_coef: float, seed: int) -> dict[str, float]:
+        return self.role.fit(batch, kl_coef, seed)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.role.state_dict()
+
+    def save(self, directory: str) -> None:
+        self.role.save(Path(directory), self.tokenizer)
+
+
+class ReferenceWorker(RoleWorker):
+    def load(self) -> int:
+        from rlhf_train.models.actor import Actor
+        from rlhf_train.models.loading import load_model_and_tokenizer
+        from rlhf_train.roles import ReferenceRole
+
+        m = self.preset.model
+        model, _ = load_model_and_tokenizer(m.reference or m.actor, dtype=m.dtype, seed=self.preset.run.seed,
+                                            for_role="reference")
+        self.role = ReferenceRole(Actor(model), self.preset, backend=self.backend())
+        return sum(p.numel() for p in model.parameters())
+
+    def log_probs(self, batch: ExperienceBatch) -> torch.Tensor:
+        return self.role.log_probs(batch)
+
+
+class CriticWorker(RoleWorker):
+    def load(self, total_optimizer_steps: int) -> int:
+        from rlhf_train.models.critic import Critic
+        from rlhf_train.roles import CriticRole
+
+        m = self.preset.model
+        critic, _ = Critic.from_spec(m.critic or m.actor, dtype=m.dtype, seed=self.preset.run.seed)
+        self.role = CriticRole(critic, self.preset, total_optimizer_steps, backend=self.backend())
+        return sum(p.numel() for p in critic.parameters())
+
+    def values(self, batch: ExperienceBatch) -> torch.Tensor:
+        return self.role.values(batch)
+
+    def fit(self, batch: ExperienceBatch, seed: int) -> dict[str, float]:
+        return self.role.fit(batch, seed)
+
+
+class RewardWorker(RoleWorker):
+    def load(self) -> int:
+        from rlhf_train.rewards.source import model_scorer
+
+        self.score = model_scorer(self.preset.reward.model, self.preset, device=local_device())
+        return 0
+
+    def scores(self, prompts: list[str], responses: list[str], labels: list[str]) -> torch.Tensor:
+        return torch.as_tensor(self.score(prompts, responses, labels), dtype=torch.float32)
+
+
+class EngineWorker(RoleWorker):
+    """The HF engine over its own copy of the policy, synced from the actor after every update."""
+
+    def load(self) -> int:
+        from rlhf_train.build import hf_engine
+        from rlhf_train.models.loading import load_model_and_tokenizer
+
+        m = self.preset.model
+        model, tokenizer = load_model_and_tokenizer(m.actor, dtype=m.dtype, seed=self.preset.run.seed)
+        self.engine = hf_engine(model.requires_grad_(False).to(local_device()), tokenizer, self.preset, shared=False)
+        return sum(p.numel() for p in model.parameters())
+
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
+        return self.engine.generate(prompt_ids, params)
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        self.engine.load_weights(state_dict)
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake_up(self) -> None:
+        self.engine.wake_up()
+
+
+WORKER_CLASSES = {"actor": ActorWorker, "reference": ReferenceWorker, "critic": CriticWorker,
+                  "reward": RewardWorker, "engine": EngineWorker}
+DISTRIBUTED_ROLES = ("actor", "reference", "critic")
+"""Roles whose ranks form a torch.distributed group (DeepSpeed)."""

@@ -1,0 +1,104 @@
+"""The tiny preset through Ray and DeepSpeed, in this process's Ray cluster (one per module):
+every role in its own process, 1 vs 2 actor ranks, colocation, CPU optimizer offload, and a
+placement that cannot be satisfied."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import pytest
+
+from .conftest import events, metric_series, run_cli, run_info
+
+pytestmark = pytest.mark.slow
+
+RAY = ("placement.mode=\"ray\"",)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    """One local Ray cluster for the module; runs find it initialised and leave it running."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def placed_workers(run_dir) -> list[dict]:
+    (placed,) = [e for e in events(run_dir, "log") if "workers" in e]
+    return placed["workers"]
+
+
+def test_ppo_with_every_role_in_its_own_process(tmp_path):
+    from rlhf_train.models.tiny import save_tiny
+
+    rm = save_tiny(tmp_path / "rm", seed=3)
+    run = tmp_path / "run"
+    assert run_cli(run, *RAY, "train.max_steps=2", "algo.name=\"ppo\"", "reward.kind=\"model\"",
+                   f"reward.model=\"{rm}\"") == 0
+    workers = placed_workers(run)
+    assert [(w["role"], w["rank"]) for w in workers] == [
+        ("actor", 0), ("reference", 0), ("critic", 0), ("reward", 0), ("engine", 0)]
+    pids = [w["pid"] for w in workers]
+    assert len(set(pids)) == 5 and os.getpid() not in pids
+    assert run_info(run)["status"] == "finished"
+    losses = metric_series(run, "train/critic_loss")
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert (run / "checkpoints" / "step_000002" / "config.json").is_file()
+    assert sorted(p.name for p in (run / "workers").iterdir()) == [
+        "actor-0.log", "critic-0.log", "engine-0.log", "reference-0.log", "reward-0.log"]
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_actor_ranks_follow_the_one_rank_trajectory(tmp_path, stage):
+    common = (*RAY, "train.max_steps=3", "train.micro_train_batch_size=32", f"deepspeed.zero_stage={stage}")
+    assert run_cli(tmp_path / "one", *common) == 0
+    assert run_cli(tmp_path / "two", *common, "placement.actor_workers=2") == 0
+    assert [w["role"] for w in placed_workers(tmp_path / "two")] == ["actor", "actor", "reference", "reference",
+                                                                     "engine"]
+    for name in ("train/policy_loss", "train/kl", "reward/mean", "train/grad_norm"):
+        one, two = metric_series(tmp_path / "one", name), metric_series(tmp_path / "two", name)
+        assert two == pytest.approx(one, rel=1e-4, abs=1e-6), name
+
+
+def test_colocate_all_with_cpu_optimizer_offload(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(run, *RAY, "train.max_steps=2", "placement.colocate=\"all\"", "deepspeed.zero_stage=2",
+                   "deepspeed.offload_optimizer=true") == 0
+    assert run_info(run)["status"] == "finished"
+    assert len(metric_series(run, "train/policy_loss")) == 2
+    assert len({w["pid"] for w in placed_workers(run)}) == 3
+
+
+def test_a_placement_ray_cannot_satisfy_fails_fast_naming_the_resource(tmp_path):
+    run = tmp_path / "run"
+    started = time.monotonic()
+    assert run_cli(run, *RAY, "placement.cpus_per_worker=64", "placement.ready_timeout_s=3") == 1
+    assert time.monotonic() - started < 30
+    reason = run_info(run)["reason"]
+    assert reason.startswith("Ray could not place actor@node0 (1 bundle(s) [{'CPU': 64.0}]) within 3 s: "
+                             "CPU: needs 64 on one node, the largest node has 8."), reason
+    assert events(run)[-1] == {**events(run)[-1], "type": "end", "status": "failed", "reason": reason}
+
+
+def test_enable_sleep_offloads_deepspeed_states_while_the_engine_generates(tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(run, *RAY, "train.max_steps=2", "deepspeed.zero_stage=3", "deepspeed.enable_sleep=true") == 0
+    moves = [(e["role"], e["from"], e["to"]) for e in events(run, "state") if e["role"] in ("actor", "engine")]
+    one_step = [("actor", "idle", "offloaded"), ("engine", "idle", "generating"), ("engine", "generating", "idle"),
+                ("actor", "offloaded", "loaded"), ("actor", "loaded", "training"), ("actor", "training", "idle")]
+    assert moves == one_step + one_step
+    offload = metric_series(run, "time/offload_s")
+    assert len(offload) == 2 and all(s > 0 for s in offload)
+
+
+@pytest.mark.timeout(600)
+def test_zero3_reference_on_ranks_that_do_not_divide_the_rollout(tmp_path):
+    """128 samples over 3 ZeRO-3 reference ranks: equal padded parts, so no rank waits forever."""
+    common = (*RAY, "train.max_steps=2", "deepspeed.zero_stage=3", "train.micro_train_batch_size=32")
+    assert run_cli(tmp_path / "one", *common) == 0
+    assert run_cli(tmp_path / "three", *common, "placement.ref_workers=3") == 0
+    assert metric_series(tmp_path / "three", "train/kl") == pytest.approx(
+        metric_series(tmp_path / "one", "train/kl"), rel=1e-4, abs=1e-6)
