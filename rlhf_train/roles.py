@@ -13,7 +13,8 @@ optimizer steps one process would.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
@@ -239,6 +240,27 @@ def fit_epochs(batch: ExperienceBatch, model: Trainable, loss_fn: Callable[[Expe
     return means
 
 
+def checkpoint_activations(module: nn.Module) -> None:
+    """`[deepspeed].gradient_checkpointing`: the Hugging Face model inside `module` recomputes its
+    layers' activations in backward instead of keeping them (active in train mode, see `train_mode`)."""
+    for sub in module.modules():
+        if getattr(sub, "supports_gradient_checkpointing", False):
+            sub.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            return
+    raise RunError(f"[deepspeed].gradient_checkpointing = true but {type(module).__name__} has no Hugging Face "
+                   "model that supports it; set it to false")
+
+
+@contextmanager
+def train_mode(module: nn.Module) -> Iterator[None]:
+    """`module` in train mode for the updates (gradient checkpointing needs it), eval mode after."""
+    module.train()
+    try:
+        yield
+    finally:
+        module.eval()
+
+
 @torch.no_grad()
 def forward_in_chunks(fn: Callable[[ExperienceBatch], torch.Tensor], batch: ExperienceBatch, size: int,
                       device: torch.device = LOCAL.device) -> torch.Tensor:
@@ -264,6 +286,8 @@ class ActorRole:
         self.preset = preset
         self.backend = backend
         self.temperature = preset.rollout.temperature or 1.0
+        if preset.deepspeed.gradient_checkpointing:
+            checkpoint_activations(actor)
         self.optimized = backend.trained(actor, "actor", preset, total_optimizer_steps)
         self.kl_coef = preset.algo.kl_coef
 
@@ -294,7 +318,8 @@ class ActorRole:
 
     def fit(self, batch: ExperienceBatch, kl_coef: float, seed: int) -> dict[str, float]:
         self.kl_coef = kl_coef
-        stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, self.backend, seed)
+        with train_mode(self.actor):
+            stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, self.backend, seed)
         stats["actor_lr"] = self.optimized.lr
         return stats
 
@@ -343,6 +368,8 @@ class CriticRole:
         self.critic = critic
         self.preset = preset
         self.backend = backend
+        if preset.deepspeed.gradient_checkpointing:
+            checkpoint_activations(critic)
         self.optimized = backend.trained(critic, "critic", preset, total_optimizer_steps)
 
     def values(self, batch: ExperienceBatch) -> torch.Tensor:
@@ -356,7 +383,8 @@ class CriticRole:
         return loss, {"critic_loss": loss.item()}
 
     def fit(self, batch: ExperienceBatch, seed: int) -> dict[str, float]:
-        stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, self.backend, seed)
+        with train_mode(self.critic):
+            stats = fit_epochs(batch, self.optimized, self._loss, self.preset.train, self.backend, seed)
         stats["critic_lr"] = self.optimized.lr
         stats["critic_grad_norm"] = stats.pop("grad_norm")
         return stats

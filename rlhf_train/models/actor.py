@@ -93,7 +93,3 @@ class Actor(nn.Module):
         if return_logits:
             return log_probs, logits
         return log_probs
-
-    def gradient_checkpointing_enable(self, **kwargs) -> None:
-        """Turn on activation checkpointing in the wrapped model (forwarded)."""
-        self.model.gradient_checkpointing_enable(**kwargs)

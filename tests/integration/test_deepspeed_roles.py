@@ -195,3 +195,15 @@ def test_zero3_save_writes_a_loadable_model_from_rank_zero(ranks):
         torch.testing.assert_close(tensor, ranks[2][0][3]["state"][name])
     assert (saved / "tokenizer.json").exists()
     assert json.loads((saved / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_gradient_checkpointing_recomputes_without_changing_the_updates():
+    plain = make_preset(stage=0, world=1)
+    checkpointed = plain.model_copy(update={"deepspeed": plain.deepspeed.model_copy(
+        update={"gradient_checkpointing": True})})
+    expected, _ = train_roles(plain)
+    got, actor = train_roles(checkpointed)
+    assert actor.actor.model.is_activation_checkpointing and not actor.actor.training
+    for role in ("actor", "critic"):
+        for want, have in zip(expected[role], got[role]):
+            assert have == pytest.approx(want, rel=1e-5, abs=1e-7), role

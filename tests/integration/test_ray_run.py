@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from rlhf_train.telemetry.runs import process_alive
+
 from .conftest import events, metric_series, run_cli, run_info
 
 pytestmark = pytest.mark.slow
@@ -102,3 +104,33 @@ def test_zero3_reference_on_ranks_that_do_not_divide_the_rollout(tmp_path):
     assert run_cli(tmp_path / "three", *common, "placement.ref_workers=3") == 0
     assert metric_series(tmp_path / "three", "train/kl") == pytest.approx(
         metric_series(tmp_path / "one", "train/kl"), rel=1e-4, abs=1e-6)
+
+
+def test_the_placement_groups_ray_holds_are_the_plan_check_prints(tmp_path):
+    from ray.util import placement_group_table
+
+    from rlhf_train.config import validate_preset_dict
+    from rlhf_train.config.plan import make_plan
+    from rlhf_train.distributed.build import RayRun
+    from rlhf_train.distributed.placement import group_specs
+
+    raw = {"schema_version": 1, "run": {"name": "pg"}, "algo": {"name": "ppo"},
+           "placement": {"mode": "ray", "actor_workers": 2, "colocate": "actor_ref", "cpus_per_worker": 0.25}}
+    preset = validate_preset_dict(raw).preset
+    plan = make_plan(preset).placement
+    run = RayRun.start(preset, tmp_path)
+    try:
+        tables = [placement_group_table(pg) for pg in run.placement_groups]
+        assert [(t["strategy"], list(t["bundles"].values())) for t in tables] == [
+            ("STRICT_PACK", spec.bundles) for spec in group_specs(plan, preset)]
+        assert {role: len(group.handles) for role, group in run.groups.items()} == {
+            role: len(slots) for role, slots in plan.slots.items()}
+        assert len({w.pid for w in run.workers()}) == len(run.workers()) == 2 + 2 + 2 + 1
+    finally:
+        run.close()
+    assert {placement_group_table(pg)["state"] for pg in run.placement_groups} == {"REMOVED"}
+    pids = {w.pid for w in run.workers()}
+    deadline = time.monotonic() + 30
+    while any(process_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "the workers outlived RayRun.close()"
+        time.sleep(0.2)
