@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 
 from rlhf_train.config.schema import Preset
 from rlhf_train.distributed.placement import GroupSpec
+
+log = logging.getLogger("rlhf_train")
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAY_DEDUP_LOGS": "0", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 """Environment of every worker process."""
@@ -62,5 +66,9 @@ def _connect(preset: Preset, specs: list[GroupSpec]) -> Cluster:
         ray.init(address=address, **common)
         return Cluster(initialised=True, address=address)
     cpus = max(os.cpu_count() or 1, math.ceil(cpus_needed(specs)) + 1)  # + 1 for the controller's tasks
+    # Ray announces on the terminal that a new local cluster uses token authentication (the default);
+    # that line is noise in a run's output: it goes to train.log instead.
+    logging.getLogger(TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
     ray.init(num_cpus=cpus, include_dashboard=False, **common)
+    log.info("started a local Ray cluster (%d logical CPUs; Ray's token authentication on by default)", cpus)
     return Cluster(initialised=True, address="local")
