@@ -23,9 +23,19 @@ from rlhf_train.rollout.base import Generation, SamplingParams
 log = logging.getLogger("rlhf_train")
 
 
+def local_device_rank() -> int:
+    """This worker's GPU as the process numbers devices (see `devices.local_device_index`); 0 without one."""
+    import ray
+
+    from rlhf_train.distributed.devices import local_device_index
+
+    assigned = ray.get_gpu_ids()
+    return local_device_index(assigned, os.environ) if assigned else 0
+
+
 def local_device() -> torch.device:
-    """The GPU Ray gave this worker (CUDA_VISIBLE_DEVICES holds just it), else the CPU."""
-    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    """The GPU Ray gave this worker, else the CPU."""
+    return torch.device("cuda", local_device_rank()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def free_port() -> int:
@@ -62,7 +72,7 @@ class RoleWorker:
     def join(self, address: str, port: int) -> None:
         """Set the torch.distributed environment of this rank (the strategy initialises the group)."""
         os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port), RANK=str(self.rank),
-                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
+                          WORLD_SIZE=str(self.world_size), LOCAL_RANK=str(local_device_rank()))
 
     def backend(self):
         """This rank's DeepSpeed strategy (joins the role's process group; `join` came first)."""
