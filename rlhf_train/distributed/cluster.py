@@ -69,6 +69,8 @@ def _connect(preset: Preset, specs: list[GroupSpec]) -> Cluster:
     # Ray announces on the terminal that a new local cluster uses token authentication (the default);
     # that line is noise in a run's output: it goes to train.log instead.
     logging.getLogger(TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
-    ray.init(num_cpus=cpus, include_dashboard=False, **common)
+    # address="local": always a new cluster. Without it Ray joins whatever RAY_ADDRESS or the last
+    # `ray start` on this machine points at, which [placement].address = "" does not ask for.
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
     log.info("started a local Ray cluster (%d logical CPUs; Ray's token authentication on by default)", cpus)
     return Cluster(initialised=True, address="local")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -26,9 +27,14 @@ from rlhf_train.roles import Moved, lr_schedule
 def import_deepspeed():
     """`deepspeed`, imported quietly: the accelerator named up front where there is no CUDA (no
     detection warning), DeepSpeed's logger at WARNING, and torch's warnings about the deprecated
-    collectives DeepSpeed calls (`all_gather_into_tensor`, ...) silenced."""
+    collectives DeepSpeed calls (`all_gather_into_tensor`, ...) silenced.
+
+    DeepSpeed's JIT-built ops are cached inside this Python environment (`<prefix>/torch_extensions`
+    unless TORCH_EXTENSIONS_DIR says otherwise): the shared ~/.cache default makes two environments
+    rebuild each other's ops, and a worker then waits minutes on the other's build lock."""
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
     import deepspeed
     from deepspeed.utils import logger

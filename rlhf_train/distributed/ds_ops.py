@@ -3,7 +3,8 @@
 DeepSpeed installs without compiled ops (`DS_BUILD_OPS=0`) and JIT-compiles each with gcc on first
 use — FusedAdam (its optimizer), DeepSpeedCPUAdam (optimizer offload) and the shared-memory
 collectives, about a minute each on 2 cores. `make setup` runs this once so that a run does not
-stall at its first step; the builds are cached in ~/.cache/torch_extensions. On a CUDA machine
+stall at its first step; the builds are cached in the environment (`<prefix>/torch_extensions`, see
+`ds_engine.import_deepspeed`). On a CUDA machine
 DeepSpeed's CUDA builders are used instead and nothing is built here.
 """
 

@@ -141,5 +141,12 @@ def test_two_ray_nodes_stand_in_for_two_hosts(tmp_path, procs):
         assert workers["actor"] == workers["engine"] != workers["reference"]
         assert set(workers.values()) == {node.node_id for node in cluster.list_all_nodes()}
         assert run_info(run)["status"] == "finished"
+        # without an address a run starts a cluster of its own, even with this one up (Ray's default
+        # would join the last cluster started on the machine)
+        alone = tmp_path / "alone"
+        proc = start(alone, "train.max_steps=1")
+        procs.append(proc)
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+        assert not {w["node_id"] for w in placed(alone)} & set(workers.values())
     finally:
         cluster.shutdown()

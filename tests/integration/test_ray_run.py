@@ -80,8 +80,9 @@ def test_a_placement_ray_cannot_satisfy_fails_fast_naming_the_resource(tmp_path)
     assert run_cli(run, *RAY, "placement.cpus_per_worker=64", "placement.ready_timeout_s=3") == 1
     assert time.monotonic() - started < 30
     reason = run_info(run)["reason"]
-    assert reason.startswith("Ray could not place actor@node0 (1 bundle(s) [{'CPU': 64.0}]) within 3 s: "
-                             "CPU: needs 64 on one node, the largest node has 8."), reason
+    assert reason.startswith("Ray could not place the workers of plan node0 (actor, reference, engine) "
+                             "(3 bundle(s), CPU 192 in all) within 3 s: "
+                             "CPU: needs 192 on one node, the largest node has 8."), reason
     assert events(run)[-1] == {**events(run)[-1], "type": "end", "status": "failed", "reason": reason}
 
 

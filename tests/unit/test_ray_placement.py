@@ -22,23 +22,29 @@ def preset(**sections):
     return result.preset
 
 
-def test_cpu_groups_without_colocation_one_placement_group_per_role():
+def test_cpu_groups_without_colocation_one_placement_group_for_the_node():
     p = preset()
-    specs = group_specs(plan_placement(p), p)
-    assert [(s.roles, s.node, s.bundles) for s in specs] == [
-        (("actor",), 0, [{"CPU": 0.25}, {"CPU": 0.25}]),
-        (("reference",), 0, [{"CPU": 0.25}, {"CPU": 0.25}]),
-        (("critic",), 0, [{"CPU": 0.25}, {"CPU": 0.25}]),
-        (("reward",), 0, [{"CPU": 0.25}, {"CPU": 0.25}]),
-        (("engine",), 0, [{"CPU": 0.25}]),
-    ]
-    assert specs[0].workers == [WorkerSlot("actor", 0, 0, 0.0, 0.25), WorkerSlot("actor", 1, 1, 0.0, 0.25)]
+    (spec,) = group_specs(plan_placement(p), p)
+    assert (spec.node, spec.roles, spec.name) == (0, ["actor", "reference", "critic", "reward", "engine"],
+                                                  "node0 (actor, reference, critic, reward, engine)")
+    assert spec.bundles == [{"CPU": 0.25}] * 9  # one slot per rank of every role: 2 + 2 + 2 + 2 + 1
+    assert spec.workers[:3] == [WorkerSlot("actor", 0, 0, 0.0, 0.25), WorkerSlot("actor", 1, 1, 0.0, 0.25),
+                                WorkerSlot("reference", 0, 2, 0.0, 0.25)]
+    assert len({w.bundle for w in spec.workers}) == 9
+
+
+def test_cpu_colocated_roles_share_their_rank_slots():
+    p = preset(placement={"colocate": "actor_ref"})
+    (spec,) = group_specs(plan_placement(p), p)
+    assert spec.bundles[:2] == [{"CPU": 0.5}, {"CPU": 0.5}]  # actor r + reference r share slot r
+    assert {(w.role, w.rank): w.bundle for w in spec.workers if w.role in ("actor", "reference")} == {
+        ("actor", 0): 0, ("actor", 1): 1, ("reference", 0): 0, ("reference", 1): 1}
 
 
 def test_colocate_all_on_gpus_shares_each_gpu_in_fifths():
     p = preset(placement={"gpus_per_node": 2, "colocate": "all"}, rollout={"num_engines": 2})
     (spec,) = group_specs(plan_placement(p), p)
-    assert spec.roles == ("actor", "reference", "critic", "reward", "engine") and spec.node == 0
+    assert spec.roles == ["actor", "reference", "critic", "reward", "engine"] and spec.node == 0
     assert spec.bundles == [{"GPU": 1.0, "CPU": 1.25}, {"GPU": 1.0, "CPU": 1.25}]
     assert sorted((w.role, w.rank, w.bundle, w.num_gpus) for w in spec.workers) == sorted(
         (role, rank, rank, 0.2) for role in spec.roles for rank in range(2))
@@ -51,7 +57,7 @@ def test_actor_ref_colocation_on_two_nodes_follows_the_plan_node_by_node():
     plan = plan_placement(p)
     specs = group_specs(plan, p)
     assert [(s.name, len(s.bundles)) for s in specs] == [
-        ("actor+reference@node0", 4), ("critic@node1", 2), ("reward@node1", 1), ("engine@node1", 1)]
+        ("node0 (actor, reference)", 4), ("node1 (critic, reward, engine)", 4)]
     # every worker of the plan is in exactly one group, on the plan's node, with the plan's GPU share
     placed = {(w.role, w.rank): (s.node, w.num_gpus) for s in specs for w in s.workers}
     expected = {(role, rank): (slot.node, slot.fraction) for role, slots in plan.slots.items()
@@ -64,8 +70,7 @@ def test_actor_ref_colocation_on_two_nodes_follows_the_plan_node_by_node():
 def test_cpu_colocation_groups_deal_round_robin_over_nodes():
     p = preset(placement={"nodes": 2})
     specs = group_specs(plan_placement(p), p)
-    assert [s.name for s in specs] == ["actor@node0", "reference@node1", "critic@node0", "reward@node1",
-                                       "engine@node0"]
+    assert [s.name for s in specs] == ["node0 (actor, critic, engine)", "node1 (reference, reward)"]
 
 
 def test_missing_resources_names_the_resource_and_the_largest_node():
