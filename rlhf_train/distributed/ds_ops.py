@@ -12,10 +12,23 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 OPS = ("FusedAdamBuilder", "CPUAdamBuilder", "ShareMemCommBuilder")
+STALE_LOCK_S = 600.0
+"""A build lock older than this belongs to a build that was killed (one takes about a minute)."""
+
+
+def remove_stale_locks(root: Path, now: float | None = None) -> list[Path]:
+    """Delete torch's build locks under `root` left by killed builds: while one exists every later
+    build (and so every run) waits for it forever, silently. Returns the removed paths."""
+    now = time.time() if now is None else now
+    stale = [lock for lock in root.glob("*/lock") if now - lock.stat().st_mtime > STALE_LOCK_S]
+    for lock in stale:
+        lock.unlink()
+    return stale
 
 
 def main() -> int:
@@ -26,6 +39,10 @@ def main() -> int:
 
     import_deepspeed()
     from deepspeed.accelerator import get_accelerator
+    from torch.utils.cpp_extension import _get_build_directory
+
+    for lock in remove_stale_locks(Path(_get_build_directory("", verbose=False))):
+        print(f"ds_ops: removed a stale build lock left by a killed build: {lock}")
 
     for name in OPS:
         started = time.monotonic()
