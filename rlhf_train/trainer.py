@@ -21,6 +21,7 @@ from rlhf_train.algos.diagnostics import explained_variance
 from rlhf_train.algos.kl_controller import make_kl_controller
 from rlhf_train.config.schema import Preset
 from rlhf_train.data.prompts import PromptRecord, prompt_token_ids
+from rlhf_train.distributed.hybrid import HybridEngine
 from rlhf_train.experience import ExperienceBatch, batch_from_generation
 from rlhf_train.rewards.source import RewardSource
 from rlhf_train.roles import ActorRole, CriticRole, ReferenceRole
@@ -68,29 +69,11 @@ class Trainer:
         self.last_saved = 0
         self.kl_controller = make_kl_controller(preset.algo)
         self.batches = prompt_batches(prompts, preset.train.rollout_batch_size, preset.run.seed)
-        self.role_state: dict[str, str] = {}
-
-    def set_state(self, role: str, state: str) -> None:
-        """Record a role's state and emit a `state` event when it changes (the TUI's timeline)."""
-        previous = self.role_state.get(role, "idle")
-        if previous != state:
-            self.role_state[role] = state
-            self.emit("state", role=role, **{"from": previous, "to": state})
-
-    def move_states(self, to: str) -> float:
-        """`[deepspeed].enable_sleep`: move the trained roles' DeepSpeed states (weights, gradients,
-        optimizer) off the accelerator while the engines generate (`to = "offloaded"`) and back for
-        experience and training (`"loaded"`), with a `state` event for each; returns the seconds
-        it took (0 without enable_sleep)."""
-        if not self.preset.deepspeed.enable_sleep:
-            return 0.0
-        t0 = time.perf_counter()
-        for name in ("actor", "critic"):
-            role = getattr(self.roles, name)
-            if role is not None and self.role_state.get(name) != to:
-                role.offload() if to == "offloaded" else role.reload()
-                self.set_state(name, to)
-        return time.perf_counter() - t0
+        self.hybrid = HybridEngine(
+            {"engine": roles.engine, "actor": roles.actor, **({"critic": roles.critic} if roles.critic else {})},
+            engine_sleep=preset.rollout.enable_sleep, offload=preset.deepspeed.enable_sleep,
+            on_state=lambda role, source, target: emit("state", role=role, **{"from": source, "to": target}),
+            timeout_s=preset.placement.phase_timeout_s if preset.placement.mode == "ray" else None)
 
     def sampling(self, step: int) -> SamplingParams:
         r = self.preset.rollout
@@ -101,14 +84,11 @@ class Trainer:
         """Generate and score one rollout; fill every tensor the updates need."""
         p, roles = self.preset, self.roles
         n = p.rollout.n_samples_per_prompt
-        t_offload = self.move_states("offloaded")
         t0 = time.perf_counter()
         prompt_ids = encode_prompts(records, roles.tokenizer, p.data.max_prompt_len, p.data.apply_chat_template)
-        self.set_state("engine", "generating")
-        generation = roles.engine.generate(prompt_ids, self.sampling(step))
-        self.set_state("engine", "idle")
+        generation = self.hybrid.generate(roles.engine.generate, prompt_ids, self.sampling(step))
         t_generate = time.perf_counter() - t0
-        t_offload += self.move_states("loaded")
+        self.hybrid.experience()
         t_loaded = time.perf_counter()
 
         batch = batch_from_generation(generation, roles.tokenizer.pad_token_id)
@@ -151,8 +131,6 @@ class Trainer:
             "time/generate_s": t_generate,
             "time/make_experience_s": time.perf_counter() - t_loaded,
         }
-        if p.deepspeed.enable_sleep:
-            stats["time/offload_s"] = t_offload
         if batch.values is not None:
             stats["train/values"] = masked_mean(batch.values, mask).item()
             stats["critic/explained_var"] = explained_variance(batch.values, batch.returns, mask).item()
@@ -169,23 +147,23 @@ class Trainer:
     def step(self, step: int) -> dict[str, float]:
         """One RL step; returns its metrics (names as in DESIGN.md)."""
         t0 = time.perf_counter()
+        self.hybrid.begin(step)
         batch, metrics = self.make_experience(next(self.batches), step)
         t1 = time.perf_counter()
         seed = self.preset.run.seed * 7919 + step
         if self.roles.critic is not None:
-            self.set_state("critic", "training")
-            metrics.update({f"train/{k}": v for k, v in self.roles.critic.fit(batch, seed).items()})
-            self.set_state("critic", "idle")
-        self.set_state("actor", "training")
-        actor_stats = self.roles.actor.fit(batch, self.kl_controller.value, seed)
-        self.set_state("actor", "idle")
+            critic_stats = self.hybrid.train("critic", self.roles.critic.fit, batch, seed)
+            metrics.update({f"train/{k}": v for k, v in critic_stats.items()})
+        actor_stats = self.hybrid.train("actor", self.roles.actor.fit, batch, self.kl_controller.value, seed)
         metrics.update({f"train/{k}": v for k, v in actor_stats.items()})
         t2 = time.perf_counter()
-        self.roles.engine.load_weights(self.roles.actor.state_dict())
+        t_sync = self.hybrid.sync(lambda: self.roles.engine.load_weights(self.roles.actor.state_dict()))
         t3 = time.perf_counter()
         metrics["train/kl_coef"] = self.kl_controller.value
         self.kl_controller.update(metrics["train/kl"], batch.size)
-        metrics.update({"time/train_s": t2 - t1, "time/weight_sync_s": t3 - t2, "perf/step_s": t3 - t0})
+        metrics.update({"time/train_s": t2 - t1, "time/weight_sync_s": t_sync, "perf/step_s": t3 - t0})
+        if self.preset.deepspeed.enable_sleep or self.preset.rollout.enable_sleep:
+            metrics["time/offload_s"] = self.hybrid.offload_s
         return metrics
 
     def run(self, on_step: Callable[[int, dict[str, float]], None], should_stop: Callable[[], bool]) -> bool:

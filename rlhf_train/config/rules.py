@@ -156,12 +156,14 @@ def _greedy_groups_are_identical(p: Preset) -> Iterator[PresetIssue]:
 
 # ---- engines, sleep and offload --------------------------------------------------------------
 
-@error_rule("rollout")
-def _sleep_needs_vllm(p: Preset) -> Iterator[PresetIssue]:
-    if p.rollout.enable_sleep and p.rollout.engine != "vllm":
+@error_rule("rollout", "placement")
+def _hf_engine_sleeps_only_in_its_own_process(p: Preset) -> Iterator[PresetIssue]:
+    if p.rollout.enable_sleep and p.rollout.engine == "hf" and p.placement.mode == "local":
         yield PresetIssue(key_name("rollout", "enable_sleep"), value=True,
-                          rule="engine sleep frees vLLM's weights and KV cache; the hf engine has nothing to sleep.",
-                          fix="set [rollout].engine = \"vllm\" or enable_sleep = false.")
+                          rule="in [placement].mode = \"local\" the hf engine is the actor's own module and "
+                               "cannot sleep.",
+                          fix="set [placement].mode = \"ray\" (the engine in its own process), or "
+                              "enable_sleep = false.")
 
 
 @error_rule("rollout")
@@ -204,7 +206,7 @@ def _sleep_pays_only_when_colocated(p: Preset) -> Iterator[PresetIssue]:
 
 @warning_rule("rollout", "placement")
 def _sleep_is_a_no_op_on_cpu(p: Preset) -> Iterator[PresetIssue]:
-    if p.rollout.enable_sleep and p.placement.gpus_per_node == 0:
+    if p.rollout.enable_sleep and p.rollout.engine == "vllm" and p.placement.gpus_per_node == 0:
         yield PresetIssue(key_name("rollout", "enable_sleep"), value=True,
                           rule="vLLM on CPU cannot sleep; engines stay loaded (the state machine still runs).")
 

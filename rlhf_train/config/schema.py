@@ -83,8 +83,8 @@ class RolloutConfig(Section):
     top_k: int = Field(-1, ge=-1, description="Top-k sampling; -1 = off.")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0,
                                           description="Fraction of each GPU vLLM may take (weights + KV cache).")
-    enable_sleep: bool = Field(False, description="Put vLLM engines to sleep (free weights and KV cache) while "
-                                                  "training runs.")
+    enable_sleep: bool = Field(False, description="Put engines to sleep (free weights and KV cache) while "
+                                                  "training runs; the hf engine needs [placement].mode = \"ray\".")
     enable_prefix_caching: bool = Field(False, description="vLLM prefix caching (reset after every weight sync).")
 
 
@@ -175,6 +175,10 @@ class PlacementConfig(Section):
     ready_timeout_s: float = Field(60.0, gt=0.0, le=3600.0,
                                    description="Seconds to wait for Ray to place every worker; then the run fails "
                                                "naming the missing resource.")
+    phase_timeout_s: float = Field(1800.0, gt=0.0, le=86400.0,
+                                   description="Seconds one role call of a step (generate, fit, weight sync, "
+                                               "sleep/wake, offload/reload) may take on Ray; then the run fails "
+                                               "naming the role and the step.")
 
 
 class RingAttentionConfig(Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rlhf_train.errors import RunError
 from rlhf_train.rollout.base import Generation, SamplingParams
 
 
@@ -34,7 +35,12 @@ def cut_at_eos(tokens: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
 
 class HFEngine:
     """`RolloutEngine` over a causal LM. `shared=True` means the model *is* the actor's module, so
-    `load_weights` has nothing to copy."""
+    `load_weights` has nothing to copy (and the engine cannot sleep).
+
+    `sleep` releases every parameter's storage (buffers, which the state dict may not hold, stay);
+    `wake_up` gives each parameter fresh, uninitialised storage on its device, which the next
+    `load_weights` fills. `generate` refuses to run from `sleep` until that `load_weights`.
+    """
 
     def __init__(self, model: nn.Module, pad_id: int, eos_ids: set[int], max_batch_samples: int = 64,
                  shared: bool = False):
@@ -43,9 +49,14 @@ class HFEngine:
         self.eos_ids = eos_ids
         self.max_batch_samples = max_batch_samples
         self.shared = shared
+        self.released: dict[str, torch.Size] = {}  # parameter shapes while asleep
+        self.awaiting_weights = False
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
+        if self.released or self.awaiting_weights:
+            raise RunError("the hf engine cannot generate: it is asleep (its weights were released); "
+                           "wake_up() and load_weights() come first")
         device = next(self.model.parameters()).device
         samples = [row for row in prompt_ids for _ in range(params.n)]  # each prompt n times, contiguous
         generator_state = torch.random.get_rng_state()
@@ -68,14 +79,32 @@ class HFEngine:
         return out
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        if self.released:
+            raise RunError("the hf engine is asleep: wake_up() before load_weights()")
         if not self.shared:
             self.model.load_state_dict(state_dict)
+        self.awaiting_weights = False
 
     def sleep(self) -> None:
-        """Nothing to release: the HF engine holds no KV cache between calls."""
+        """Release the parameters' storage (the engine holds no KV cache between calls)."""
+        if self.shared:
+            raise RunError("the hf engine shares the actor's module (local placement) and cannot sleep")
+        if self.released:
+            return
+        for name, param in self.model.named_parameters():
+            self.released[name] = param.shape
+            param.data = torch.empty(0, dtype=param.dtype, device=param.device)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def wake_up(self) -> None:
-        """Nothing to restore (see `sleep`)."""
+        """Fresh storage for every released parameter; its values come with the next `load_weights`."""
+        if not self.released:
+            return
+        for name, param in self.model.named_parameters():
+            param.data = torch.empty(self.released[name], dtype=param.dtype, device=param.device)
+        self.released = {}
+        self.awaiting_weights = True
 
 
 def _sampling_kwargs(params: SamplingParams) -> dict:

@@ -86,15 +86,40 @@ def test_a_placement_ray_cannot_satisfy_fails_fast_naming_the_resource(tmp_path)
     assert events(run)[-1] == {**events(run)[-1], "type": "end", "status": "failed", "reason": reason}
 
 
+def state_moves(run_dir) -> list[tuple[str, str, str]]:
+    return [(e["role"], e["from"], e["to"]) for e in events(run_dir, "state")]
+
+
 def test_enable_sleep_offloads_deepspeed_states_while_the_engine_generates(tmp_path):
     run = tmp_path / "run"
     assert run_cli(run, *RAY, "train.max_steps=2", "deepspeed.zero_stage=3", "deepspeed.enable_sleep=true") == 0
-    moves = [(e["role"], e["from"], e["to"]) for e in events(run, "state") if e["role"] in ("actor", "engine")]
-    one_step = [("actor", "idle", "offloaded"), ("engine", "idle", "generating"), ("engine", "generating", "idle"),
-                ("actor", "offloaded", "loaded"), ("actor", "loaded", "training"), ("actor", "training", "idle")]
-    assert moves == one_step + one_step
+    one_step = [("engine", "idle", "generating"), ("engine", "generating", "idle"), ("actor", "offloaded", "idle"),
+                ("actor", "idle", "training"), ("actor", "training", "idle"), ("actor", "idle", "offloaded")]
+    assert state_moves(run) == [("actor", "idle", "offloaded")] + one_step + one_step
     offload = metric_series(run, "time/offload_s")
     assert len(offload) == 2 and all(s > 0 for s in offload)
+
+
+@pytest.mark.timeout(600)
+def test_the_hybrid_engine_sleeps_the_hf_engine_and_offloads_zero3_states(tmp_path):
+    """Everything colocated, engine sleep and DeepSpeed sleep: the full sequence of
+    `distributed/hybrid.py`, for real, with the critic (ppo): the HF engine releases its weights
+    when it sleeps and gets them back from the weight sync before it generates again."""
+    run = tmp_path / "run"
+    assert run_cli(run, *RAY, "train.max_steps=2", "algo.name=\"ppo\"", "deepspeed.zero_stage=3",
+                   "deepspeed.enable_sleep=true", "rollout.enable_sleep=true", "placement.colocate=\"all\"") == 0
+    assert run_info(run)["status"] == "finished"
+    one_step = [
+        ("engine", "idle", "generating"), ("engine", "generating", "idle"), ("engine", "idle", "asleep"),
+        ("actor", "offloaded", "idle"), ("critic", "offloaded", "idle"),
+        ("critic", "idle", "training"), ("critic", "training", "idle"), ("critic", "idle", "offloaded"),
+        ("actor", "idle", "training"), ("actor", "training", "idle"),
+        ("engine", "asleep", "idle"), ("actor", "idle", "offloaded")]
+    settle = [("actor", "idle", "offloaded"), ("critic", "idle", "offloaded")]
+    assert state_moves(run) == settle + one_step + one_step
+    assert all(s > 0 for s in metric_series(run, "time/offload_s"))
+    assert len(metric_series(run, "train/policy_loss")) == 2
+    assert all(math.isfinite(x) for x in metric_series(run, "reward/mean"))
 
 
 @pytest.mark.timeout(600)

@@ -82,9 +82,10 @@ def test_the_rules_are_the_ones_tested_here():
     # a new rule needs its test in this file: add its name here when adding the test
     assert sorted(r.check.__name__ for r in ERRORS) == [
         "_colocate_all_counts", "_colocated_pairs_match", "_dual_clip_above_one", "_enough_gpus",
-        "_group_baselines_need_groups", "_hf_engine_has_no_tensor_parallelism", "_local_mode_is_one_process",
+        "_group_baselines_need_groups", "_hf_engine_has_no_tensor_parallelism",
+        "_hf_engine_sleeps_only_in_its_own_process", "_local_mode_is_one_process",
         "_offload_between_phases_needs_deepspeed", "_offload_between_phases_needs_zero3", "_reward_source_complete",
-        "_ring_fits", "_samples_divide_over_ranks", "_sleep_needs_vllm", "_tensor_parallel_fits_a_node",
+        "_ring_fits", "_samples_divide_over_ranks", "_tensor_parallel_fits_a_node",
         "_whole_gradient_accumulation", "_whole_optimizer_steps_per_rollout"]
     assert sorted(r.check.__name__ for r in WARNINGS) == [
         "_critic_model_ignored", "_critic_unused", "_greedy_groups_are_identical", "_k1_in_loss_has_no_gradient",
@@ -217,13 +218,15 @@ def test_hf_engine_has_no_tensor_parallelism():
     assert_valid(with_(raw, rollout={"tensor_parallel_size": 1}))
 
 
-def test_engine_sleep_needs_vllm(minimal_raw):
+def test_hf_engine_sleeps_only_in_its_own_process(minimal_raw):
     raw = with_(minimal_raw, rollout={"engine": "hf", "enable_sleep": True})
     err = only_error(validate(raw), "[rollout].enable_sleep")
     assert err.value is True
-    assert "the hf engine has nothing to sleep" in err.rule
+    assert err.rule == "in [placement].mode = \"local\" the hf engine is the actor's own module and cannot sleep."
     result = assert_valid(with_(raw, rollout={"engine": "vllm"}))
     assert "[rollout].enable_sleep" in warning_keys(result)
+    on_ray = assert_valid(ray_cpu(rollout={"enable_sleep": True}, placement={"colocate": "all"}))
+    assert "[rollout].enable_sleep" not in warning_keys(on_ray)  # the hf engine really sleeps on CPU
 
 
 def test_deepspeed_sleep_needs_zero3():

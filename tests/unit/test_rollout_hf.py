@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from rlhf_train.errors import RunError
 from rlhf_train.experience import batch_from_generation
 from rlhf_train.models.actor import Actor
 from rlhf_train.models.tiny import build_tiny_model, build_tiny_tokenizer
@@ -65,3 +67,31 @@ def test_experience_layout_and_log_probs_match_the_model():
     assert torch.allclose(lp[1, 2], alone, atol=1e-5)
     part = batch.select(slice(1, 2))
     assert part.size == 1 and part.sequences.tolist() == [[0, 1, 7, 9, 10, 11]]
+
+
+def test_sleep_releases_the_weights_and_wake_plus_load_restores_generation():
+    tok = build_tiny_tokenizer()
+    eng = HFEngine(build_tiny_model(seed=3), pad_id=tok.pad_token_id, eos_ids={tok.eos_token_id})
+    weights = {k: v.clone() for k, v in eng.model.state_dict().items()}
+    prompts = [tok("3 + 5 =")["input_ids"]]
+    params = SamplingParams(n=4, max_new_tokens=6, temperature=1.0, seed=5)
+    before = eng.generate(prompts, params)
+
+    eng.sleep()
+    assert all(p.untyped_storage().nbytes() == 0 for p in eng.model.parameters())
+    with pytest.raises(RunError, match="asleep"):
+        eng.generate(prompts, params)
+    with pytest.raises(RunError, match="wake_up"):
+        eng.load_weights(weights)
+    eng.wake_up()
+    assert [p.shape for p in eng.model.parameters()] == [w.shape for w in build_tiny_model(seed=3).parameters()]
+    with pytest.raises(RunError, match="load_weights"):
+        eng.generate(prompts, params)  # storage is back, its values are not
+    eng.load_weights(weights)
+    assert eng.generate(prompts, params).response_ids == before.response_ids
+
+
+def test_an_engine_sharing_the_actor_module_cannot_sleep():
+    eng, _ = engine()
+    with pytest.raises(RunError, match="cannot sleep"):
+        eng.sleep()
