@@ -79,6 +79,8 @@ def resolve_model_spec(spec: str) -> ModelSource:
         return ModelSource(spec=spec, kind="builtin", name=name)
     if spec.startswith("package:"):
         return ModelSource(spec=spec, kind="gguf", path=_package_gguf(spec))
+    if "\0" in spec:
+        raise ModelLoadError(f"model path {spec!r} contains a NUL character; no file can have that name")
     path = Path(os.path.expanduser(spec)).resolve()
     if not path.exists():
         hint = " (hub ids are not downloaded: fetch the model first and pass its directory)" if "/" in spec and not spec.startswith(("/", ".", "~")) else ""

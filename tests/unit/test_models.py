@@ -137,6 +137,7 @@ def test_load_directory_matches_built_model(tiny_dir, model):
         ("builtin:huge", "unknown built-in model 'builtin:huge'"),
         ("package:no_such_pkg_zz", "package 'no_such_pkg_zz' (model spec 'package:no_such_pkg_zz') is not installed"),
         ("org/some-model", "hub ids are not downloaded"),
+        ("runs/a\0b", "contains a NUL character; no file can have that name"),
     ],
 )
 def test_resolve_errors_name_the_spec(spec, needle):
