@@ -77,8 +77,9 @@ class RayRun:
         returns the actor's parameter count."""
         for role in DISTRIBUTED_ROLES:
             if role in self.groups:
-                address, port = self.groups[role].all("rendezvous")[0]
-                self.groups[role].all("join", address, port)
+                group = self.groups[role]
+                address, port = group.get([group.handles[0].rendezvous.remote()])[0]
+                group.all("join", address, port)
         pending = []
         for role, group in self.groups.items():
             args = (optimizer_steps,) if role in ("actor", "critic") else ()

@@ -64,7 +64,7 @@ class RoleWorker:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
 
     def rendezvous(self) -> tuple[str, int]:
-        """Rank 0's address and a free port on it, for the role's process group."""
+        """This node's address and a free port on it (asked of rank 0: the role's process group meets there)."""
         import ray
 
         return ray.util.get_node_ip_address(), free_port()
