@@ -157,7 +157,7 @@ class Trainer:
         actor_stats = self.hybrid.train("actor", self.roles.actor.fit, batch, self.kl_controller.value, seed)
         metrics.update({f"train/{k}": v for k, v in actor_stats.items()})
         t2 = time.perf_counter()
-        t_sync = self.hybrid.sync(lambda: self.roles.engine.load_weights(self.roles.actor.state_dict()))
+        t_sync = self.hybrid.sync(self.push_weights)
         t3 = time.perf_counter()
         metrics["train/kl_coef"] = self.kl_controller.value
         self.kl_controller.update(metrics["train/kl"], batch.size)
@@ -165,6 +165,10 @@ class Trainer:
         if self.preset.deepspeed.enable_sleep or self.preset.rollout.enable_sleep:
             metrics["time/offload_s"] = self.hybrid.offload_s
         return metrics
+
+    def push_weights(self) -> None:
+        """The actor's current weights into every rollout engine (the hybrid engine's sync phase)."""
+        self.roles.engine.load_weights(self.roles.actor.state_dict())
 
     def run(self, on_step: Callable[[int, dict[str, float]], None], should_stop: Callable[[], bool]) -> bool:
         """Run every step, checkpointing every `[checkpoint].save_steps`; returns False when
