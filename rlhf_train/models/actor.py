@@ -8,6 +8,10 @@ Sequence layout (the one rollout produces and every role consumes)::
 
 Position ids are recomputed from the attention mask (``cumsum - 1``, pads set to 1, as OpenRLHF),
 so the same tokens give the same log-probs however much padding surrounds them.
+
+Packed (``pack_over(ring)``, `[train].packing_samples`): the batch runs as one packed row without
+padding, split over a ring of ranks with ring attention (``rlhf_train.attention``); the outputs are
+the same, in the same layout, gathered over the ring.
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ class Actor(nn.Module):
             self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         except (TypeError, ValueError):
             self._accepts_logits_to_keep = False
+        self.ring = None
+
+    def pack_over(self, ring) -> None:
+        """Run packed from now on, over ``ring`` (an ``attention.group.RingGroup``; size 1 = packing alone)."""
+        from rlhf_train.attention.hf import use_ring_attention
+
+        use_ring_attention(self.model)
+        self.ring = ring
 
     @property
     def config(self):
@@ -77,6 +89,8 @@ class Actor(nn.Module):
             raise ValueError(f"num_actions must be in [1, {width - 1}] for sequences of width {width}, got {num_actions}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if self.ring is not None:
+            return self._packed(sequences, attention_mask, num_actions, return_logits, temperature)
         kwargs = dict(
             input_ids=sequences,
             attention_mask=attention_mask,
@@ -92,4 +106,18 @@ class Actor(nn.Module):
         log_probs = token_log_probs(logits, sequences[:, -num_actions:])
         if return_logits:
             return log_probs, logits
+        return log_probs
+
+    def _packed(self, sequences, attention_mask, num_actions, return_logits, temperature):
+        """``forward`` over the packed batch on this rank's slice of the ring, gathered back."""
+        from rlhf_train.attention.forward import gather_previous, packed_forward_pass
+
+        output, packed, span = packed_forward_pass(self.model, self.ring, sequences, attention_mask, num_actions)
+        logits = output.logits[0].float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        local = token_log_probs(logits, packed.next_token_ids(pad_id=0)[span])
+        log_probs = gather_previous(local, packed, self.ring)
+        if return_logits:
+            return log_probs, gather_previous(logits, packed, self.ring)
         return log_probs

@@ -29,6 +29,8 @@ class ScalarHeadModel(nn.Module):
 
     HEAD: str = ""
     ROLE: str = ""
+    FALLBACK_HEADS: tuple[str, ...] = ()
+    """Heads read when the checkpoint has no `HEAD` (the critic takes a reward model's `score`)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Linear | None = None, *, seed: int = 0):
         super().__init__()
@@ -36,6 +38,14 @@ class ScalarHeadModel(nn.Module):
         hidden = self.backbone.config.hidden_size
         dtype = next(self.backbone.parameters()).dtype
         setattr(self, self.HEAD, head if head is not None else new_head(hidden, seed=seed, dtype=dtype))
+        self.ring = None
+
+    def pack_over(self, ring) -> None:
+        """Run packed from now on, over ``ring`` (as ``Actor.pack_over``)."""
+        from rlhf_train.attention.hf import use_ring_attention
+
+        use_ring_attention(self.backbone)
+        self.ring = ring
 
     @property
     def head(self) -> nn.Linear:
@@ -64,7 +74,8 @@ class ScalarHeadModel(nn.Module):
     def from_spec(cls, spec: str, *, dtype: str = "float32", seed: int = 0):
         """Load ``spec`` (any form of ``rlhf_train.models.loading``); returns ``(model, tokenizer)``.
 
-        The head is read from the checkpoint when it holds ``<HEAD>.weight`` (our
+        The head is read from the checkpoint when it holds ``<HEAD>.weight`` (or, failing that, a
+        ``FALLBACK_HEADS`` entry's weight; our
         :meth:`save_pretrained`, an OpenRLHF critic/reward model, or a Hugging Face
         ``*ForSequenceClassification`` with one label for ``score``); otherwise it is freshly
         initialised from ``seed``.
@@ -73,9 +84,12 @@ class ScalarHeadModel(nn.Module):
 
         backbone, tokenizer = load_model_and_tokenizer(spec, dtype=dtype, seed=seed, for_role=cls.ROLE)
         source = resolve_model_spec(spec)
-        stored = find_head_weights(source.directory if source.kind == "directory" else None, cls.HEAD)
+        directory = source.directory if source.kind == "directory" else None
         head = None
-        if stored is not None:
-            head = head_from_weights(stored, backbone.config.hidden_size, dtype=next(backbone.parameters()).dtype,
-                                     name=cls.HEAD)
+        for name in (cls.HEAD, *cls.FALLBACK_HEADS):
+            stored = find_head_weights(directory, name)
+            if stored is not None:
+                head = head_from_weights(stored, backbone.config.hidden_size,
+                                         dtype=next(backbone.parameters()).dtype, name=name)
+                break
         return cls(backbone, head, seed=seed), tokenizer
