@@ -1,6 +1,6 @@
 """`rlhf-train`: run a preset headless, or check, describe and create presets.
 
-    rlhf-train PRESET.toml [--set section.key=value]... [--run-dir DIR]
+    rlhf-train PRESET.toml [--set section.key=value]... [--run-dir DIR | --resume [RUN]]
     rlhf-train check PRESET.toml... [--set ...] [--json]
     rlhf-train schema [--markdown]
     rlhf-train new NAME [--force]
@@ -40,6 +40,10 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("preset", help="preset TOML file (see presets/)")
     _add_set(parser)
     parser.add_argument("--run-dir", help="run directory (default: <run.output_dir>/<run.name>-<UTC time>)")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
+                        help="continue a stopped, failed or lost run in its own directory from its last complete "
+                             "checkpoint: a run directory, a run id under <run.output_dir>, or the newest run there "
+                             "(default); the preset may differ only in harmless keys")
     return parser
 
 
@@ -209,9 +213,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     for line in format_issues(result.warnings, "warning"):
         print(line, file=sys.stderr)
+    if args.resume is not None and args.run_dir:
+        print("error: --run-dir and --resume both name a run directory; give --resume RUN_DIR alone",
+              file=sys.stderr)
+        return EXIT_INVALID
+    from rlhf_train.errors import RunError
     from rlhf_train.runner import run_preset
 
-    return run_preset(result.preset, run_dir=args.run_dir)
+    try:
+        return run_preset(result.preset, run_dir=args.run_dir, resume=args.resume)
+    except RunError as exc:  # a run that may not be resumed: nothing was started
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def main(argv: list[str] | None = None) -> int:

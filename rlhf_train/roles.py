@@ -130,6 +130,13 @@ class Trainable(Protocol):
 
     def reload(self) -> Moved: ...
 
+    def save_state(self, directory: Path) -> None:
+        """This rank's training state (weights, optimizer state, schedule) into `directory`
+        (collective: every rank calls, with the same directory)."""
+
+    def load_state(self, directory: Path) -> None:
+        """Restore what `save_state` wrote (collective)."""
+
 
 class Backend(Protocol):
     """Where a role's model runs: which rank of how many, on which device, and how it is trained."""
@@ -186,6 +193,17 @@ class Optimized:
                        "[deepspeed].zero_stage = 3")
 
     reload = offload
+
+    def save_state(self, directory: Path) -> None:
+        """Weights, AdamW moments and the schedule's position as `directory/state.pt`."""
+        torch.save({"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict()}, directory / "state.pt")
+
+    def load_state(self, directory: Path) -> None:
+        state = torch.load(directory / "state.pt", weights_only=True)
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
 
 
 class LocalBackend:
@@ -268,6 +286,24 @@ def forward_in_chunks(fn: Callable[[ExperienceBatch], torch.Tensor], batch: Expe
     return torch.cat([fn(on_device(batch.select(part), device)).cpu() for part in batch.micro_batches(size)], dim=0)
 
 
+def save_training_state(model: Trainable, backend: Backend, directory: Path) -> None:
+    """A trained role's checkpoint (`Trainable.save_state`) plus this rank's random generators
+    (`rng_rank<R>.pt`), in `directory` (collective)."""
+    from rlhf_train.checkpoint.state import save_rng
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_state(directory)
+    save_rng(directory / f"rng_rank{backend.rank}.pt")
+
+
+def load_training_state(model: Trainable, backend: Backend, directory: Path) -> None:
+    """Restore what `save_training_state` wrote (collective)."""
+    from rlhf_train.checkpoint.state import load_rng
+
+    model.load_state(directory)
+    load_rng(directory / f"rng_rank{backend.rank}.pt")
+
+
 def _without_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
 
@@ -344,6 +380,13 @@ class ActorRole:
         """Bring back what `offload` moved."""
         return self.optimized.reload()
 
+    def save_state(self, directory: Path) -> None:
+        """The policy's training state and this rank's random generators (`save_training_state`)."""
+        save_training_state(self.optimized, self.backend, directory)
+
+    def load_state(self, directory: Path) -> None:
+        load_training_state(self.optimized, self.backend, directory)
+
 
 class ReferenceRole:
     """The frozen reference policy: log π_ref of the sampled tokens."""
@@ -396,3 +439,10 @@ class CriticRole:
     def reload(self) -> Moved:
         """As `ActorRole.reload`."""
         return self.optimized.reload()
+
+    def save_state(self, directory: Path) -> None:
+        """As `ActorRole.save_state`."""
+        save_training_state(self.optimized, self.backend, directory)
+
+    def load_state(self, directory: Path) -> None:
+        load_training_state(self.optimized, self.backend, directory)

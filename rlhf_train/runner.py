@@ -60,10 +60,28 @@ def hello_fields(preset: Preset, rd: RunDir) -> dict:
 STOPPED_BY_SIGTERM = ("stopped", "stop requested (SIGTERM)", 0)
 
 
-def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, role_pids: dict[int, str]
-          ) -> tuple[str, str, int]:
-    """Build and run the trainer until done or `stop` is set; (status, reason, exit code) however it
-    ends. A Ray run's workers are gone when this returns, whatever happened."""
+def resume_trainer(trainer, rd: RunDir, emitter: Emitter) -> None:
+    """Continue from the run's newest complete checkpoint (`checkpoint.resume.resume_point`); from
+    step 1 when there is none. A `log` event says which, and which newer checkpoints were unusable."""
+    from rlhf_train.checkpoint.resume import resume_point
+
+    found = resume_point(rd.path)
+    for skipped in found.skipped:
+        emitter.emit("log", level="warning", message=f"checkpoint {skipped}: not used")
+    if found.path is None:
+        emitter.emit("log", level="warning", message="no complete checkpoint to resume from; starting at step 1",
+                     resume={"step": 0, "checkpoint": None})
+        return
+    state = trainer.restore(found.path)
+    emitter.emit("log", level="info", message=f"resumed from {found.path.name}: the next step is {state.step + 1}",
+                 resume={"step": state.step, "checkpoint": str(found.path), "seq": state.seq})
+
+
+def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, role_pids: dict[int, str],
+          resume: bool = False) -> tuple[str, str, int]:
+    """Build and run the trainer (continued from its last checkpoint when `resume`) until done or
+    `stop` is set; (status, reason, exit code) however it ends. A Ray run's workers are gone when
+    this returns, whatever happened."""
     progress: StepProgress | None = None
     ray_run = None
     try:
@@ -77,6 +95,8 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, r
             from rlhf_train.build import build_local_run
 
             trainer = build_local_run(preset, rd, emitter)
+        if resume:
+            resume_trainer(trainer, rd, emitter)
         if stop.is_set():  # asked to stop while the models were loading
             return STOPPED_BY_SIGTERM
         progress = StepProgress(trainer.total_steps, preset.run.name)
@@ -104,8 +124,10 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, r
             ray_run.close()
 
 
-def run_preset(preset: Preset, run_dir: str | None = None) -> int:
-    """Run to the end; returns the process exit code (0 finished, 1 failed, 130 interrupted)."""
+def run_preset(preset: Preset, run_dir: str | None = None, resume: str | None = None) -> int:
+    """Run to the end; returns the process exit code (0 finished, 1 failed, 130 interrupted).
+    `resume` (a run directory, run id or `latest`) continues that run in its directory instead;
+    a run that may not be continued is a `RunError` before anything is written."""
     stop = threading.Event()
 
     def request_stop(*_) -> None:
@@ -114,7 +136,17 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     previous = signal.signal(signal.SIGTERM, request_stop)  # before run.json exists: no window without it
-    rd = RunDir.create(preset, run_dir)
+    if resume is None:
+        rd = RunDir.create(preset, run_dir)
+    else:
+        from rlhf_train.checkpoint.resume import prepare_resume
+
+        try:
+            path, changes = prepare_resume(preset, resume)
+        except BaseException:
+            signal.signal(signal.SIGTERM, previous)
+            raise
+        rd = RunDir.reopen(path, preset)
     handler = _setup_logging(rd.log_path)
     emitter = Emitter(rd.events_path)
     server = start_server(rd.path, emitter) if preset.telemetry.socket else None
@@ -122,6 +154,8 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
         rd.info.socket = str(server.path)
         rd.write_info()
     emitter.emit("hello", **hello_fields(preset, rd))
+    if resume is not None and changes:
+        emitter.emit("log", level="info", message="resumed with preset changes: " + "; ".join(changes))
     # local placement: every role lives in this process; a Ray run replaces these with its workers
     role_pids = {rd.info.pid: "+".join(active_roles(preset))}
     sampler = GpuSampler(emitter.emit, preset.telemetry.sample_interval_s, role_pids=lambda: dict(role_pids),
@@ -129,7 +163,7 @@ def run_preset(preset: Preset, run_dir: str | None = None) -> int:
     sampler.start()
     print(f"run directory: {rd.path}", file=sys.stderr)
     log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
-    status, reason, code = train(preset, rd, emitter, stop, role_pids)
+    status, reason, code = train(preset, rd, emitter, stop, role_pids, resume=resume is not None)
     signal.signal(signal.SIGTERM, previous)
     sampler.stop()
     rd.finish(status, reason)

@@ -8,7 +8,6 @@ exposes, so the distributed placement reuses it unchanged.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,9 @@ import torch
 from rlhf_train.algos import approx_kl, compute_advantages, masked_mean, normalize_advantages
 from rlhf_train.algos.diagnostics import explained_variance
 from rlhf_train.algos.kl_controller import make_kl_controller
+from rlhf_train.checkpoint import store as checkpoint_store
+from rlhf_train.checkpoint.faults import NonFiniteError, last_good, nonfinite_stats, nonfinite_tensors
+from rlhf_train.checkpoint.state import TrainerState, load_rng, save_rng
 from rlhf_train.config.schema import Preset
 from rlhf_train.data.prompts import PromptRecord, prompt_token_ids
 from rlhf_train.distributed.hybrid import HybridEngine
@@ -38,17 +40,19 @@ class Roles:
     tokenizer: object
 
 
-def prompt_batches(prompts: list[PromptRecord], batch_size: int, seed: int) -> Iterator[list[PromptRecord]]:
-    """Endless rollout batches: each episode a fresh seeded shuffle, the last partial batch dropped."""
+def prompt_batches(prompts: list[PromptRecord], batch_size: int, seed: int, start: int = 0
+                   ) -> Iterator[list[PromptRecord]]:
+    """Endless rollout batches: each episode a fresh seeded shuffle, the last partial batch dropped.
+    The first `start` batches are left out (a resumed run continues where the checkpoint was)."""
     if len(prompts) < batch_size:
         raise ValueError(f"{len(prompts)} prompts cannot fill a rollout batch of {batch_size}")
-    episode = 0
+    episode, offset = divmod(start, len(prompts) // batch_size)
     while True:
         order = list(range(len(prompts)))
         random.Random(seed * 1_000_003 + episode).shuffle(order)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield [prompts[i] for i in order[start:start + batch_size]]
-        episode += 1
+        for begin in range(offset * batch_size, len(order) - batch_size + 1, batch_size):
+            yield [prompts[i] for i in order[begin:begin + batch_size]]
+        episode, offset = episode + 1, 0
 
 
 def encode_prompts(records: list[PromptRecord], tokenizer, max_len: int, chat_template: bool) -> list[list[int]]:
@@ -67,6 +71,9 @@ class Trainer:
         self.checkpoints = checkpoints
         self.last_step = 0
         self.last_saved = 0
+        self.last_seq = 0
+        self.skipped = 0
+        self.prompts = prompts
         self.kl_controller = make_kl_controller(preset.algo)
         self.batches = prompt_batches(prompts, preset.train.rollout_batch_size, preset.run.seed)
         self.hybrid = HybridEngine(
@@ -144,11 +151,15 @@ class Trainer:
                 {"prompt": prompts[i], "response": responses[i], "reward": float(scores[i])}
                 for i in range(min(k, len(prompts)))])
 
-    def step(self, step: int) -> dict[str, float]:
-        """One RL step; returns its metrics (names as in DESIGN.md)."""
+    def step(self, step: int) -> dict[str, float] | None:
+        """One RL step; returns its metrics (names as in DESIGN.md), or None when its batch was
+        skipped for non-finite values (`skip_batch`). A non-finite loss or gradient norm after the
+        updates raises `NonFiniteError`."""
         t0 = time.perf_counter()
         self.hybrid.begin(step)
         batch, metrics = self.make_experience(next(self.batches), step)
+        if bad := nonfinite_tensors(batch):
+            return self.skip_batch(step, bad)
         t1 = time.perf_counter()
         seed = self.preset.run.seed * 7919 + step
         if self.roles.critic is not None:
@@ -156,6 +167,9 @@ class Trainer:
             metrics.update({f"train/{k}": v for k, v in critic_stats.items()})
         actor_stats = self.hybrid.train("actor", self.roles.actor.fit, batch, self.kl_controller.value, seed)
         metrics.update({f"train/{k}": v for k, v in actor_stats.items()})
+        if bad := nonfinite_stats(metrics):
+            raise NonFiniteError(f"step {step}: the updates gave non-finite {', '.join(bad)}; the weights are no "
+                                 f"longer trustworthy, so the run stops; {last_good(self.last_saved)}")
         t2 = time.perf_counter()
         t_sync = self.hybrid.sync(self.push_weights)
         t3 = time.perf_counter()
@@ -166,6 +180,21 @@ class Trainer:
             metrics["time/offload_s"] = self.hybrid.offload_s
         return metrics
 
+    def skip_batch(self, step: int, bad: list[str]) -> None:
+        """Leave out a rollout whose tensors hold NaN/inf (no update), at most
+        `[checkpoint].nonfinite_skips` times in a run; then `NonFiniteError`. The engine is given
+        the (unchanged) weights back, as after an update, so the next step starts as usual."""
+        what = f"step {step}: non-finite {', '.join(bad)} in the rollout"
+        allowed = self.preset.checkpoint.nonfinite_skips
+        if self.skipped >= allowed:
+            raise NonFiniteError(f"{what} ([checkpoint].nonfinite_skips = {allowed} "
+                                 f"{'used up' if allowed else ': no skips allowed'}); {last_good(self.last_saved)}")
+        self.skipped += 1
+        self.hybrid.sync(self.push_weights)
+        self.emit("log", level="warning", message=f"{what}: batch skipped without an update "
+                  f"({self.skipped} of {allowed} skips)", step=step, skipped=self.skipped)
+        return None
+
     def push_weights(self) -> None:
         """The actor's current weights into every rollout engine (the hybrid engine's sync phase)."""
         self.roles.engine.load_weights(self.roles.actor.state_dict())
@@ -174,29 +203,67 @@ class Trainer:
         """Run every step, checkpointing every `[checkpoint].save_steps`; returns False when
         `should_stop()` turned true between steps."""
         every = self.preset.checkpoint.save_steps
-        for step in range(1, self.total_steps + 1):
+        for step in range(self.last_step + 1, self.total_steps + 1):
             if should_stop():
                 return False
             metrics = self.step(step)
+            if metrics is None:  # a skipped batch: no update, no metric
+                self.last_step = step
+                continue
             self.last_step = step
-            self.emit("metric", step=step, values=metrics)
+            self.last_seq = self.emit("metric", step=step, values=metrics)
             on_step(step, metrics)
             if every and step % every == 0:
                 self.save_checkpoint()
         return True
 
     def save_checkpoint(self) -> Path | None:
-        """Save the actor (HF format, loadable as `[model].actor`) as `checkpoints/step_NNNNNN`,
-        keeping the newest `[checkpoint].keep`. Nothing to do when this step is already saved."""
+        """Write `checkpoints/step_NNNNNN` atomically (`checkpoint.store.write`), keeping the newest
+        `[checkpoint].keep`: the actor in Hugging Face format at its top (loadable as
+        `[model].actor`), and under `state/` what an exact resume needs — the actor's and critic's
+        training state per rank (`roles.save_training_state`), the trainer's counters
+        (`TrainerState`) and this process's random generators. Nothing to do when this step is
+        already saved."""
         if self.last_step == self.last_saved or self.last_step == 0:
             return None
-        target = self.checkpoints / f"step_{self.last_step:06d}"
-        partial = target.with_name(target.name + ".partial")
-        self.roles.actor.save(partial, self.roles.tokenizer)
-        partial.rename(target)
+        target = checkpoint_store.write(self.checkpoints, self.last_step, self.preset.checkpoint.keep,
+                                        self._fill_checkpoint)
         self.last_saved = self.last_step
-        saved = sorted(p for p in self.checkpoints.glob("step_*") if p.is_dir() and not p.name.endswith(".partial"))
-        for old in saved[:-self.preset.checkpoint.keep]:
-            shutil.rmtree(old)
-        self.emit("log", level="info", message=f"checkpoint saved: {target}")
+        self.emit("log", level="info", message=f"checkpoint saved: {target}", checkpoint=str(target),
+                  step=self.last_step)
         return target
+
+    def _fill_checkpoint(self, directory: Path) -> None:
+        offloaded = [name for name in self.hybrid.trained if self.hybrid.state[name] == "offloaded"]
+        for name in offloaded:  # DeepSpeed saves resident states
+            self.hybrid.move(name, "idle")
+        self.roles.actor.save(directory, self.roles.tokenizer)
+        self.roles.actor.save_state(directory / "state" / "actor")
+        if self.roles.critic is not None:
+            self.roles.critic.save_state(directory / "state" / "critic")
+        for name in offloaded:
+            self.hybrid.move(name, "offloaded")
+        per_episode = len(self.prompts) // self.preset.train.rollout_batch_size
+        TrainerState(step=self.last_step, batches=self.last_step, episode=self.last_step // per_episode,
+                     kl_coef=self.kl_controller.value, seq=self.last_seq, skipped=self.skipped
+                     ).save(directory / "state")
+        save_rng(directory / "state" / "rng.pt")
+
+    def restore(self, checkpoint: Path) -> TrainerState:
+        """Continue from `checkpoint` (a directory `save_checkpoint` wrote): the actor's and critic's
+        training state on every rank, the counters, the data position and the random generators;
+        then the engines are woken and given the restored weights before the first generation."""
+        state = TrainerState.load(checkpoint / "state")
+        self.roles.actor.load_state(checkpoint / "state" / "actor")
+        if self.roles.critic is not None:
+            self.roles.critic.load_state(checkpoint / "state" / "critic")
+        load_rng(checkpoint / "state" / "rng.pt")
+        self.kl_controller.value = state.kl_coef
+        self.last_step = self.last_saved = state.step
+        self.skipped = state.skipped
+        self.batches = prompt_batches(self.prompts, self.preset.train.rollout_batch_size, self.preset.run.seed,
+                                      start=state.batches)
+        if self.hybrid.engine_sleep:  # the sync wakes a sleeping engine and refills its weights
+            self.hybrid.move("engine", "asleep")
+        self.hybrid.sync(self.push_weights)
+        return state

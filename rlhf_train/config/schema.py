@@ -215,8 +215,12 @@ class TelemetryConfig(Section):
 
 
 class CheckpointConfig(Section):
-    save_steps: int = Field(0, ge=0, description="Save a checkpoint every N RL steps; 0 = only at the end.")
+    save_steps: int = Field(0, ge=0, description="Save a checkpoint every N RL steps; 0 = only at the end "
+                                                 "(and on a graceful stop).")
     keep: int = Field(3, ge=1, description="Checkpoints kept; older ones are deleted.")
+    nonfinite_skips: int = Field(0, ge=0, description="Rollout batches with NaN/inf rewards, log-probs or "
+                                                      "advantages skipped (no update) before the run stops; 0 = "
+                                                      "stop at the first.")
 
 
 class Preset(BaseModel):

@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -133,6 +134,19 @@ class TrainedEngine:
     def reload(self) -> Moved:
         """Bring them back to the accelerator: `engine.reload_states()`."""
         return self._move(self.engine.reload_states, sign=-1)
+
+    def save_state(self, directory: Path) -> None:
+        """DeepSpeed's own checkpoint under `directory/engine` (every rank writes its ZeRO shards of
+        the weights and optimizer state; the schedule comes along). Several nodes need `directory`
+        on a shared filesystem."""
+        self.engine.save_checkpoint(str(directory), tag="engine")
+
+    def load_state(self, directory: Path) -> None:
+        loaded, _ = self.engine.load_checkpoint(str(directory), tag="engine", load_optimizer_states=True,
+                                                load_lr_scheduler_states=True)
+        if loaded is None:
+            raise RunError(f"no DeepSpeed checkpoint in {directory}/engine (was it written with another "
+                           "[placement].mode?); resume from a checkpoint this placement wrote")
 
 
 def frozen_model(module: nn.Module, config: dict, device: torch.device) -> Callable:

@@ -112,6 +112,13 @@ class RoleGroup:
     def reload(self) -> list:
         return self.all("reload")
 
+    def save_state(self, directory: Path) -> None:
+        """Every rank writes its part of the role's checkpoint into `directory` (actor, critic)."""
+        self.all("save_state", str(directory))
+
+    def load_state(self, directory: Path) -> None:
+        self.all("load_state", str(directory))
+
 
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

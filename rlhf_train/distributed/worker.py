@@ -91,6 +91,13 @@ class RoleWorker:
     def reload(self):
         return self.role.reload()
 
+    def save_state(self, directory: str) -> None:
+        """A trained role's checkpoint of this rank (`roles.save_training_state`; actor and critic)."""
+        self.role.save_state(Path(directory))
+
+    def load_state(self, directory: str) -> None:
+        self.role.load_state(Path(directory))
+
 
 class ActorWorker(RoleWorker):
     def load(self, total_optimizer_steps: int) -> int:

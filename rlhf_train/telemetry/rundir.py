@@ -2,6 +2,11 @@
 group, socket path, status running|finished|failed|stopped, start/end, versions) ·
 `events.jsonl` · `train.log` · `checkpoints/`.
 
+`pid_start` is the process's start time (clock ticks since boot, /proc/PID/stat field 22): with the
+pid it tells the run's own process from a later one that reused the pid, so a `running` record whose
+process is gone (killed, machine rebooted) reads as `lost` (`telemetry.runs.run_alive`). A resumed
+run (`reopen`) rewrites the record with its own pid and counts `resumes`.
+
 `run.json` is rewritten atomically (write to a temporary file, rename) so a reader never sees half
 a file, and its status always says how the run ended — including when it failed.
 """
@@ -37,6 +42,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot; None when it does not exist (or
+    there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[19])  # field 22; the name in (...) may hold spaces
+
+
 def default_run_path(preset: Preset) -> Path:
     """`<run.output_dir>/<run.name>-<UTC time>`: where a run goes when no `--run-dir` is given."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -56,6 +71,8 @@ class RunInfo:
     socket: str | None = None
     argv: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    pid_start: int | None = None
+    resumes: int = 0
 
 
 class RunDir:
@@ -84,8 +101,24 @@ class RunDir:
         (run_path / "checkpoints").mkdir(exist_ok=True)
         (run_path / "preset.toml").write_text(preset_to_toml(preset, title=f"resolved preset of run {run_path.name}"))
         info = RunInfo(id=run_path.name, name=preset.run.name, pid=os.getpid(), pgid=os.getpgid(0),
-                       status="running", start=utc_now(), argv=list(sys.argv), versions=_versions())
+                       status="running", start=utc_now(), argv=list(sys.argv), versions=_versions(),
+                       pid_start=process_start_ticks(os.getpid()))
         run_dir = cls(run_path, info)
+        run_dir.write_info()
+        return run_dir
+
+    @classmethod
+    def reopen(cls, path: Path, preset: Preset) -> "RunDir":
+        """Continue the run in `path` in this process: the preset rewritten (a resume may change
+        harmless keys), run.json `running` again with this pid, its first start and id kept."""
+        old = json.loads((path / "run.json").read_text())
+        (path / "checkpoints").mkdir(exist_ok=True)
+        (path / "preset.toml").write_text(preset_to_toml(preset, title=f"resolved preset of run {path.name}"))
+        info = RunInfo(id=old.get("id", path.name), name=preset.run.name, pid=os.getpid(), pgid=os.getpgid(0),
+                       status="running", start=old.get("start") or utc_now(), argv=list(sys.argv),
+                       versions=_versions(), pid_start=process_start_ticks(os.getpid()),
+                       resumes=int(old.get("resumes") or 0) + 1)
+        run_dir = cls(path, info)
         run_dir.write_info()
         return run_dir
 

@@ -1,5 +1,6 @@
 """The runs under a directory, summarised from their `run.json` and the tail of `events.jsonl`
-(`rlhf-train runs`). A `running` run whose process is gone is reported as `lost`."""
+(`rlhf-train runs`). A `running` run whose process is gone — or whose pid now belongs to a
+process started later (`run.json`'s `pid_start`) — is reported as `lost`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rlhf_train.telemetry.protocol import decode_lines
+from rlhf_train.telemetry.rundir import process_start_ticks
 
 TAIL_BYTES = 256 * 1024
 
@@ -42,6 +44,16 @@ def process_alive(pid: object) -> bool:
     return True
 
 
+def run_alive(info: dict) -> bool:
+    """Whether the process a run.json names is still that run's process: alive, and started when
+    the record says (a record without `pid_start` trusts the pid alone)."""
+    pid = info.get("pid")
+    if not process_alive(pid):
+        return False
+    recorded = info.get("pid_start")
+    return recorded is None or process_start_ticks(pid) in (None, recorded)
+
+
 def _last_metric(events_path: Path) -> tuple[int | None, float | None]:
     """Step and reward of the newest `metric` event, reading only the file's tail."""
     if not events_path.is_file():
@@ -71,7 +83,7 @@ def summarise(run_dir: Path) -> RunSummary | None:
     except (OSError, json.JSONDecodeError):
         return None
     status = info.get("status", "?")
-    if status == "running" and not process_alive(info.get("pid")):
+    if status == "running" and not run_alive(info):
         status = "lost"
     step, reward = _last_metric(run_dir / "events.jsonl")
     return RunSummary(id=info.get("id", run_dir.name), path=str(run_dir), status=status, start=info.get("start", ""),
