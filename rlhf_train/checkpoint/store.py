@@ -8,10 +8,11 @@
 
 `write` fills `step_N.partial/`, writes `manifest.json` (relative path → size in bytes) last inside
 it, renames it to `step_N` (one atomic rename), then replaces `latest` (temporary file + rename),
-then deletes all but the newest `keep` complete ones (and any left incomplete by a crash). A failure while writing (a full disk, a file-size limit)
-removes the partial directory and raises `CheckpointWriteError`; the previous checkpoint and
-`latest` are untouched. `newest_complete` takes the newest directory whose files all exist with the
-sizes its manifest lists (a truncated or half-written one is skipped, with the reason).
+then deletes all but the newest `keep` complete ones (and any left incomplete by a crash). A
+failure while writing (a full disk, a file-size limit) removes the partial directory and raises
+`CheckpointWriteError` (a `RunError` from a worker is passed on as it is); the previous checkpoint
+and `latest` are untouched. `newest_complete` takes the newest directory whose files all exist
+with the sizes its manifest lists (a truncated or half-written one is skipped, with the reason).
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def _write_text_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (errno {exc.errno})"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def problem(directory: Path) -> str | None:
@@ -136,12 +144,14 @@ def write(root: Path, step: int, keep: int, fill: Callable[[Path], None]) -> Pat
             shutil.rmtree(target)
         partial.rename(target)
         _fsync_dir(root)
-    except OSError as exc:
+    except RunError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
         shutil.rmtree(partial, ignore_errors=True)
         previous = newest_complete(root).path
         raise CheckpointWriteError(
-            f"could not write checkpoint {target.name} in {root}: {exc.strerror or exc} "
-            f"({type(exc).__name__}, errno {exc.errno}); "
+            f"could not write checkpoint {target.name} in {root}: {_first_line(exc)}; "
             + (f"the previous checkpoint {previous.name} is intact and --resume continues from it"
                if previous else "there is no earlier checkpoint")
             + "; free disk space (or raise the file-size limit) and resume") from None
