@@ -78,10 +78,10 @@ def build_local_run(preset: Preset, run_dir: RunDir, emitter: Emitter) -> Traine
         reference = ReferenceRole(Actor(ref_model), preset)
     critic = None
     if preset.uses_critic:
-        critic_model, _ = Critic.from_spec(m.critic or m.actor, dtype=m.dtype, seed=preset.run.seed)
+        critic_model, _ = Critic.from_spec(preset.critic_init, dtype=m.dtype, seed=preset.run.seed)
         critic = CriticRole(critic_model, preset, data.optimizer_steps)
     roles = Roles(actor=ActorRole(actor, preset, data.optimizer_steps), reference=reference, critic=critic,
-                  reward=make_reward_source(preset), engine=hf_engine(model, tokenizer, preset, shared=True),
+                  reward=make_reward_source(preset, emitter.emit), engine=hf_engine(model, tokenizer, preset, shared=True),
                   tokenizer=tokenizer)
     emit_loaded(emitter, preset, sum(p.numel() for p in model.parameters()), data)
     return Trainer(preset, roles, data.prompts, data.total_steps, emitter.emit, run_dir.checkpoints)

@@ -7,6 +7,7 @@
     rlhf-train runs [--root runs] [--json]
     rlhf-train watch [RUN|latest] [--root runs] [--json] [--since SEQ] [--no-follow]
     rlhf-train stop RUN [--root runs] [--wait SECONDS]
+    rlhf-train serve-rm (--task NAME | --function FILE.py:NAME | --model DIR) [--host H] [--port P]
 
 Exit codes: 0 success, 2 invalid preset or usage, 1 a run that failed. Bad input never produces a
 traceback. This module imports no torch/ray/deepspeed/vllm; the trainer is imported only to run.
@@ -24,7 +25,7 @@ from rlhf_train.config.issues import PresetIssue
 from rlhf_train.config.loader import LoadResult, check_preset
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-SUBCOMMANDS = ("check", "schema", "new", "runs", "watch", "stop")
+SUBCOMMANDS = ("check", "schema", "new", "runs", "watch", "stop", "serve-rm")
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +78,21 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--root", default="runs", help="directory holding run directories (default: runs)")
         parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                             help="wait up to this long for the run to end")
+    elif command == "serve-rm":
+        parser = argparse.ArgumentParser(prog="rlhf-train serve-rm",
+                                         description="Serve a reward over HTTP with OpenRLHF's remote RM protocol "
+                                                     "(POST {query, prompts, labels} -> {rewards}), for "
+                                                     "[reward].kind = \"remote\". Runs until Ctrl-C or SIGTERM.")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--task", help="a built-in task's verifier, e.g. arith")
+        source.add_argument("--function", help="a reward function, path/to/file.py:name")
+        source.add_argument("--model", help="a reward model: a local HF directory (or builtin:tiny)")
+        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, "
+                                                                 "loopback only; 0.0.0.0 for every interface)")
+        parser.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0 = any free port)")
+        parser.add_argument("--path", default="/get_reward", help="URL path (default: /get_reward)")
+        parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                            help="reward model weight dtype (--model)")
     elif command == "schema":
         parser = argparse.ArgumentParser(prog="rlhf-train schema", description="Print the preset JSON Schema.")
         parser.add_argument("--markdown", action="store_true", help="the preset reference as Markdown instead")
@@ -204,6 +220,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve_rm(args: argparse.Namespace) -> int:
+    from rlhf_train.errors import user_errors
+    from rlhf_train.rewards.server import make_scorer, serve
+
+    try:
+        name, scorer = make_scorer(task=args.task or "", function=args.function or "", model=args.model or "",
+                                   dtype=args.dtype)
+        serve(scorer, name, host=args.host, port=args.port, path=args.path)
+    except (*user_errors(), OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     result = check_preset(args.preset, args.overrides)
     for note in result.notes:
@@ -234,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             command = argv.pop(0)
             args = _sub_parser(command).parse_args(argv)
             return {"check": cmd_check, "schema": cmd_schema, "new": cmd_new, "runs": cmd_runs,
-                    "watch": cmd_watch, "stop": cmd_stop}[command](args)
+                    "watch": cmd_watch, "stop": cmd_stop, "serve-rm": cmd_serve_rm}[command](args)
         return cmd_run(_run_parser().parse_args(argv))
     except BrokenPipeError:  # `rlhf-train check --json | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

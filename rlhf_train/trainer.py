@@ -25,6 +25,7 @@ from rlhf_train.config.schema import Preset
 from rlhf_train.data.prompts import PromptRecord, prompt_token_ids
 from rlhf_train.distributed.hybrid import HybridEngine
 from rlhf_train.experience import ExperienceBatch, batch_from_generation
+from rlhf_train.rewards.evaluation import eval_sampling, is_eval_step, load_eval_prompts
 from rlhf_train.rewards.source import RewardSource
 from rlhf_train.roles import ActorRole, CriticRole, ReferenceRole
 from rlhf_train.rollout.base import RolloutEngine, SamplingParams
@@ -76,6 +77,7 @@ class Trainer:
         self.prompts = prompts
         self.kl_controller = make_kl_controller(preset.algo)
         self.batches = prompt_batches(prompts, preset.train.rollout_batch_size, preset.run.seed)
+        self.eval_prompts = load_eval_prompts(preset)
         self.hybrid = HybridEngine(
             {"engine": roles.engine, "actor": roles.actor, **({"critic": roles.critic} if roles.critic else {})},
             engine_sleep=preset.rollout.enable_sleep, offload=preset.deepspeed.enable_sleep,
@@ -138,6 +140,7 @@ class Trainer:
             "time/generate_s": t_generate,
             "time/make_experience_s": time.perf_counter() - t_loaded,
         }
+        stats.update(roles.reward.take_stats())
         if batch.values is not None:
             stats["train/values"] = masked_mean(batch.values, mask).item()
             stats["critic/explained_var"] = explained_variance(batch.values, batch.returns, mask).item()
@@ -180,6 +183,24 @@ class Trainer:
             metrics["time/offload_s"] = self.hybrid.offload_s
         return metrics
 
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Eval reward on `[eval]`'s prompts at its steps (`rewards.evaluation`); {} at other steps.
+        Runs after the weight sync, with the engine awake and holding the updated policy."""
+        if not is_eval_step(self.preset, step, self.total_steps):
+            return {}
+        p, roles = self.preset, self.roles
+        t0 = time.perf_counter()
+        prompt_ids = encode_prompts(self.eval_prompts, roles.tokenizer, p.data.max_prompt_len, p.data.apply_chat_template)
+        generation = self.hybrid.call("engine", "eval generate", roles.engine.generate, prompt_ids,
+                                      eval_sampling(p, step))
+        responses = roles.tokenizer.batch_decode(generation.response_ids, skip_special_tokens=True)
+        rewards = roles.reward.raw_scores([r.prompt for r in self.eval_prompts], responses,
+                                          [r.label for r in self.eval_prompts]).double()
+        reward_stats = {"eval/" + name.rsplit("/", 1)[1]: v for name, v in roles.reward.take_stats().items()}
+        return {"eval/reward_mean": rewards.mean().item(), "eval/reward_std": rewards.std(correction=0).item(),
+                "eval/response_length": sum(map(len, generation.response_ids)) / len(generation),
+                "time/eval_s": time.perf_counter() - t0, **reward_stats}
+
     def skip_batch(self, step: int, bad: list[str]) -> None:
         """Leave out a rollout whose tensors hold NaN/inf (no update), at most
         `[checkpoint].nonfinite_skips` times in a run; then `NonFiniteError`. The engine is given
@@ -210,6 +231,7 @@ class Trainer:
             if metrics is None:  # a skipped batch: no update, no metric
                 self.last_step = step
                 continue
+            metrics.update(self.evaluate(step))
             self.last_step = step
             self.last_seq = self.emit("metric", step=step, values=metrics)
             on_step(step, metrics)

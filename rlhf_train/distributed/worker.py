@@ -145,7 +145,7 @@ class CriticWorker(RoleWorker):
         from rlhf_train.roles import CriticRole
 
         m = self.preset.model
-        critic, _ = Critic.from_spec(m.critic or m.actor, dtype=m.dtype, seed=self.preset.run.seed)
+        critic, _ = Critic.from_spec(self.preset.critic_init, dtype=m.dtype, seed=self.preset.run.seed)
         self.role = CriticRole(critic, self.preset, total_optimizer_steps, backend=self.backend())
         return sum(p.numel() for p in critic.parameters())
 
@@ -160,7 +160,8 @@ class RewardWorker(RoleWorker):
     def load(self) -> int:
         from rlhf_train.rewards.source import model_scorer
 
-        self.score = model_scorer(self.preset.reward.model, self.preset, device=local_device())
+        self.score = model_scorer(self.preset.reward.model, dtype=self.preset.model.dtype, seed=self.preset.run.seed,
+                                  device=local_device())
         return 0
 
     def scores(self, prompts: list[str], responses: list[str], labels: list[str]) -> torch.Tensor:

@@ -12,7 +12,8 @@ or a 1-D tensor/array (``[B, 1]`` is accepted and flattened).
 Every failure is a :class:`RewardFunctionError` (a ``ValueError``) whose one-line message names the
 file and function: file missing or not importable, name missing or not callable, a signature that
 cannot take the three arguments, an exception raised by the function (wrapped, with its type and
-message), a wrong number of rewards (expected vs got), a non-number, or a non-finite value.
+message, and the index of the first sample that raises when scored alone), a wrong number of
+rewards (expected vs got), a non-number or a non-finite value (with its sample index).
 This module does not import torch.
 """
 
@@ -54,7 +55,8 @@ class RewardFunction:
         try:
             result = self.fn(prompts, responses, labels)
         except Exception as error:  # noqa: BLE001 -- any user exception is reported the same way
-            raise RewardFunctionError(f"{self.where} raised {type(error).__name__}: {_one_line(error)}") from error
+            raise RewardFunctionError(f"{self.where} raised {type(error).__name__}: {_one_line(error)}"
+                                      f"{self._culprit(prompts, responses, labels)}") from error
         rewards = self._to_floats(result)
         if len(rewards) != expected:
             raise RewardFunctionError(
@@ -64,6 +66,17 @@ class RewardFunction:
             if not math.isfinite(value):
                 raise RewardFunctionError(f"{self.where} returned a non-finite reward {value} at index {index}")
         return rewards
+
+    def _culprit(self, prompts: list[str], responses: list[str], labels: list[str]) -> str:
+        """Where a failing batch fails: the first sample that raises when scored alone, as
+        `` at sample i (prompt ..., response ..., label ...)``; empty when none does."""
+        for index, sample in enumerate(zip(prompts, responses, labels)):
+            try:
+                self.fn(*([field] for field in sample))
+            except Exception:  # noqa: BLE001 -- looking for the sample, the error is already reported
+                prompt, response, label = (_excerpt(field) for field in sample)
+                return f" at sample {index} (prompt {prompt}, response {response}, label {label})"
+        return ""
 
     def _to_floats(self, result: Any) -> list[float]:
         if hasattr(result, "tolist") and hasattr(result, "ndim"):  # torch.Tensor or numpy array
@@ -91,6 +104,10 @@ class RewardFunction:
                 )
             rewards.append(float(value))
         return rewards
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _one_line(error: BaseException) -> str:

@@ -9,7 +9,8 @@ from textual_plotext import PlotextPlot
 
 from rlhf_tui.dashboard_state import ema
 
-CURVES = ("reward/mean", "train/policy_loss", "train/kl", "train/critic_loss", "rollout/response_length")
+CURVES = ("reward/mean", "eval/reward_mean", "train/policy_loss", "train/kl", "train/critic_loss",
+          "rollout/response_length")
 ALL = "all"
 EMA_WEIGHT = 0.9
 

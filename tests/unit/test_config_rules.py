@@ -81,7 +81,7 @@ def test_bases_are_valid(minimal_raw):
 def test_the_rules_are_the_ones_tested_here():
     # a new rule needs its test in this file: add its name here when adding the test
     assert sorted(r.check.__name__ for r in ERRORS) == [
-        "_colocate_all_counts", "_colocated_pairs_match", "_dual_clip_above_one", "_enough_gpus",
+        "_colocate_all_counts", "_colocated_pairs_match", "_dual_clip_above_one", "_enough_gpus", "_eval_has_prompts",
         "_group_baselines_need_groups", "_hf_engine_has_no_tensor_parallelism",
         "_hf_engine_sleeps_only_in_its_own_process", "_local_mode_is_one_process",
         "_offload_between_phases_needs_deepspeed", "_offload_between_phases_needs_zero3", "_reward_source_complete",
@@ -477,6 +477,17 @@ def test_function_reward_needs_file_and_name(minimal_raw, spec):
 @pytest.mark.parametrize("spec", ["r.py:score", "rewards/my_reward.py:_score2"])
 def test_function_reward_spec_passes(minimal_raw, spec):
     assert_valid(with_(minimal_raw, reward={"kind": "function", "function": spec}))
+
+
+def test_eval_needs_prompts_when_data_is_a_file(minimal_raw):
+    raw = with_(minimal_raw, data={"prompt_data": "prompts.jsonl"}, reward={"kind": "function", "function": "r.py:f"},
+                eval={"every_steps": 5})
+    err = only_error(validate(raw), "[eval].prompt_data")
+    assert err.value == ""
+    assert "a held-out split exists only for the built-in tasks" in err.rule
+    assert_valid(with_(raw, eval={"prompt_data": "eval.jsonl"}))
+    assert_valid(with_(raw, eval={"every_steps": 0}))
+    assert_valid(with_(minimal_raw, eval={"every_steps": 5}))  # builtin:arith has a held-out split
 
 
 # ---- warnings --------------------------------------------------------------------------------
