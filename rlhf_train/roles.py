@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from rlhf_train.algos import aggregate_loss, entropy_from_logits, kl_loss, policy_loss, value_loss
+from rlhf_train.attention.group import RingGroup, no_ring
 from rlhf_train.config.schema import Preset, TrainConfig
+from rlhf_train.distributed.weight_sync import Bucket, Slot, flatten, module_slots, plan_buckets
 from rlhf_train.errors import RunError
 from rlhf_train.experience import ExperienceBatch
 
@@ -126,6 +128,14 @@ class Trainable(Protocol):
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """The whole model's state dict on rank 0, {} on other ranks (collective: every rank calls)."""
 
+    @property
+    def module(self) -> nn.Module:
+        """The trained module (under ZeRO-3 its parameters hold shards outside `gathered`)."""
+
+    def gathered(self, tensors: list[torch.Tensor]) -> AbstractContextManager:
+        """Inside the context every tensor of `tensors` (from `module.state_dict(keep_vars=True)`)
+        holds its full value on every rank (collective under ZeRO-3: every rank enters it)."""
+
     def offload(self) -> Moved: ...
 
     def reload(self) -> Moved: ...
@@ -187,6 +197,9 @@ class Optimized:
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
+
+    def gathered(self, tensors: list[torch.Tensor]) -> AbstractContextManager:
+        return nullcontext()
 
     def offload(self) -> Moved:
         raise RunError("offloading model states needs DeepSpeed ZeRO-3: set [placement].mode = \"ray\" and "
@@ -363,6 +376,22 @@ class ActorRole:
         """The policy's Hugging Face state dict (keys of `actor.model`) on rank 0, {} on other ranks;
         every rank must call it (ZeRO-3 gathers the parameters)."""
         return _without_prefix(self.optimized.full_state_dict(), "model.")
+
+    def weight_plan(self, bucket_bytes: int) -> list[Bucket]:
+        """The policy's weights (Hugging Face names, as `state_dict`) in broadcast buckets."""
+        return plan_buckets([(Slot(tuple(n.removeprefix("model.") for n in slot.names), slot.shape), dtype)
+                             for slot, dtype in module_slots(self.optimized.module)], bucket_bytes)
+
+    def send_weights(self, plan: list[Bucket], send: Callable[[torch.Tensor], None] | None,
+                     device: torch.device) -> None:
+        """Each bucket of `plan` gathered (every rank must call this: ZeRO-3 gathers collectively)
+        and, where `send` is given (rank 0), flattened on `device` and handed to it."""
+        state = self.optimized.module.state_dict(keep_vars=True)
+        for bucket in plan:
+            tensors = [state["model." + slot.names[0]] for slot in bucket.slots]
+            with self.optimized.gathered(tensors):
+                if send is not None:
+                    send(flatten(bucket, [t.detach() for t in tensors], device))
 
     def save(self, directory: Path, tokenizer) -> None:
         """Write the policy and `tokenizer` to `directory` in Hugging Face format from rank 0 (every

@@ -39,6 +39,9 @@ class Roles:
     reward: RewardSource
     engine: RolloutEngine
     tokenizer: object
+    weight_sync: Callable[[], None] | None = None
+    """Pushes the actor's weights into the engines (Ray: the broadcast group); None: the engine
+    loads the actor's state dict."""
 
 
 def prompt_batches(prompts: list[PromptRecord], batch_size: int, seed: int, start: int = 0
@@ -148,8 +151,10 @@ class Trainer:
         return batch, stats
 
     def _emit_samples(self, step: int, prompts: list[str], responses: list[str], scores: torch.Tensor) -> None:
+        """A few samples of the rollout; none of one with a NaN/inf score (JSON has no such number;
+        the step's `skip_batch` warning or `NonFiniteError` reports it)."""
         k = self.preset.telemetry.samples_per_step
-        if k:
+        if k and torch.isfinite(scores).all():
             self.emit("sample", step=step, samples=[
                 {"prompt": prompts[i], "response": responses[i], "reward": float(scores[i])}
                 for i in range(min(k, len(prompts)))])
@@ -218,7 +223,10 @@ class Trainer:
 
     def push_weights(self) -> None:
         """The actor's current weights into every rollout engine (the hybrid engine's sync phase)."""
-        self.roles.engine.load_weights(self.roles.actor.state_dict())
+        if self.roles.weight_sync is not None:
+            self.roles.weight_sync()
+        else:
+            self.roles.engine.load_weights(self.roles.actor.state_dict())
 
     def run(self, on_step: Callable[[int, dict[str, float]], None], should_stop: Callable[[], bool]) -> bool:
         """Run every step, checkpointing every `[checkpoint].save_steps`; returns False when

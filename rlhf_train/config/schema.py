@@ -86,6 +86,9 @@ class RolloutConfig(Section):
     enable_sleep: bool = Field(False, description="Put engines to sleep (free weights and KV cache) while "
                                                   "training runs; the hf engine needs [placement].mode = \"ray\".")
     enable_prefix_caching: bool = Field(False, description="vLLM prefix caching (reset after every weight sync).")
+    weight_sync_bucket_mb: int = Field(256, ge=1, le=65536, description="Weights per broadcast of the actor → "
+                                       "engine sync (MiB): fewer, larger collectives cost less; each bucket is "
+                                       "gathered and sent whole.")
 
 
 class AlgoConfig(Section):

@@ -17,8 +17,8 @@ from rlhf_train.build import emit_loaded, load_run_data
 from rlhf_train.config.schema import Preset
 from rlhf_train.config.topology import plan_placement
 from rlhf_train.distributed.cluster import Cluster, connect
-from rlhf_train.distributed.groups import (ActorGroup, CriticGroup, EngineGroup, ReferenceGroup, RewardGroup,
-                                           RoleGroup, WorkerInfo)
+from rlhf_train.distributed.groups import (ActorGroup, BroadcastWeightSync, CriticGroup, EngineGroup,
+                                           ReferenceGroup, RewardGroup, RoleGroup, WorkerInfo)
 from rlhf_train.distributed.placement import create_placement_groups, group_specs
 from rlhf_train.distributed.worker import DISTRIBUTED_ROLES, WORKER_CLASSES
 from rlhf_train.models.loading import load_tokenizer
@@ -33,11 +33,17 @@ GROUP_CLASSES: dict[str, type[RoleGroup]] = {"actor": ActorGroup, "reference": R
                                              "critic": CriticGroup, "reward": RewardGroup, "engine": EngineGroup}
 
 
+def engine_ranks(preset: Preset) -> int:
+    """Processes (and weight-sync ranks) per engine: vLLM's tensor-parallel workers, else one."""
+    return preset.rollout.tensor_parallel_size if preset.rollout.engine == "vllm" else 1
+
+
 class RayRun:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.placement_groups: list = []
         self.groups: dict[str, RoleGroup] = {}
+        self.engine_bundles: dict[int, tuple[int, ...]] = {}  # vLLM tensor parallelism: engine → its bundles
 
     @classmethod
     def start(cls, preset: Preset, run_dir: Path) -> "RayRun":
@@ -51,17 +57,28 @@ class RayRun:
         try:
             run.placement_groups = create_placement_groups(specs, preset.placement.ready_timeout_s)
             handles: dict[str, dict[int, object]] = {}
+            tp = engine_ranks(preset)
             for spec, pg in zip(specs, run.placement_groups):
                 for slot in spec.workers:
-                    world = len(plan.slots[slot.role])
+                    world, rank, num_gpus, capture = len(plan.slots[slot.role]), slot.rank, slot.num_gpus, False
+                    if slot.role == "engine" and tp > 1:
+                        # one actor per engine; vLLM's Ray executor starts a worker on each of its GPUs' bundles
+                        if slot.rank % tp:
+                            continue
+                        world, rank, num_gpus, capture = world // tp, slot.rank // tp, 0, True
+                        run.engine_bundles[rank] = tuple(
+                            s.bundle for s in spec.workers if s.role == "engine" and s.rank // tp == rank)
                     worker_class = ray.remote(WORKER_CLASSES[slot.role])
-                    handles.setdefault(slot.role, {})[slot.rank] = worker_class.options(
-                        num_cpus=slot.num_cpus, num_gpus=slot.num_gpus, max_restarts=0,
-                        scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=slot.bundle),
-                    ).remote(slot.role, slot.rank, world, preset, str(run_dir))
+                    handles.setdefault(slot.role, {})[rank] = worker_class.options(
+                        num_cpus=slot.num_cpus, num_gpus=num_gpus, max_restarts=0,
+                        scheduling_strategy=PlacementGroupSchedulingStrategy(
+                            pg, placement_group_bundle_index=slot.bundle,
+                            placement_group_capture_child_tasks=capture),
+                    ).remote(slot.role, rank, world, preset, str(run_dir))
             for role in plan.slots:
                 ranks = handles[role]
-                run.groups[role] = GROUP_CLASSES[role](role, [ranks[r] for r in sorted(ranks)])
+                ring = preset.ring_attention.size if role in DISTRIBUTED_ROLES else 1
+                run.groups[role] = GROUP_CLASSES[role](role, [ranks[r] for r in sorted(ranks)], ring)
             for group in run.groups.values():
                 group.where()
         except BaseException:
@@ -83,6 +100,10 @@ class RayRun:
         pending = []
         for role, group in self.groups.items():
             args = (optimizer_steps,) if role in ("actor", "critic") else ()
+            if role == "engine":
+                pending.append((group, [h.load.remote(self.engine_bundles.get(r, ())) for r, h in
+                                        enumerate(group.handles)]))
+                continue
             pending.append((group, [h.load.remote(*args) for h in group.handles]))
         loaded = {group.role: group.get(refs) for group, refs in pending}
         return loaded["actor"][0]
@@ -90,8 +111,10 @@ class RayRun:
     def roles(self, preset: Preset, tokenizer, emit=None) -> Roles:
         g = self.groups
         reward = make_reward_source(preset, emit, model_fn=g["reward"].scores if "reward" in g else None)
+        sync = BroadcastWeightSync(g["actor"], g["engine"], engine_ranks(preset),
+                                   preset.rollout.weight_sync_bucket_mb << 20, preset.placement.ready_timeout_s)
         return Roles(actor=g["actor"], reference=g.get("reference"), critic=g.get("critic"), reward=reward,
-                     engine=g["engine"], tokenizer=tokenizer)
+                     engine=g["engine"], tokenizer=tokenizer, weight_sync=sync)
 
     def close(self) -> None:
         """Kill the workers, remove the placement groups, and shut down a cluster started here."""

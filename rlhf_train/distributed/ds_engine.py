@@ -98,17 +98,26 @@ class TrainedEngine:
     def lr(self) -> float:
         return self.engine.get_lr()[0]
 
+    @property
+    def module(self) -> nn.Module:
+        return self.engine.module
+
+    def gathered(self, tensors: list[torch.Tensor]):
+        """ZeRO-3 parameters among `tensors` gathered together for the context (`roles.Trainable`)."""
+        deepspeed = import_deepspeed()
+        params = [t for t in tensors if hasattr(t, "ds_id")]
+        return deepspeed.zero.GatheredParameters(params, enabled=bool(params))
+
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """The module's state dict, on the CPU, on rank 0; {} on other ranks. Under ZeRO-3 each
         parameter is gathered in turn (`GatheredParameters`), so every rank must call this and the
         peak extra memory is one parameter."""
-        deepspeed = import_deepspeed()
         rank0 = torch.distributed.get_rank() == 0
         copies: dict[int, torch.Tensor] = {}
         state = {}
         for name, tensor in self.engine.module.state_dict(keep_vars=True).items():
             if id(tensor) not in copies:  # tied weights appear under several names
-                with deepspeed.zero.GatheredParameters([tensor], enabled=hasattr(tensor, "ds_id")):
+                with self.gathered([tensor]):
                     copies[id(tensor)] = tensor.detach().to("cpu", copy=True) if rank0 else None
             if rank0:
                 state[name] = copies[id(tensor)]

@@ -54,11 +54,13 @@ class WorkerInfo:
 
 
 class RoleGroup:
-    """The Ray actors of one role, rank order."""
+    """The Ray actors of one role, rank order; `ring_size` consecutive ranks form one ring
+    (sequence parallelism, `[ring_attention].size`) and share each inference part."""
 
-    def __init__(self, role: str, handles: list) -> None:
+    def __init__(self, role: str, handles: list, ring_size: int = 1) -> None:
         self.role = role
         self.handles = handles
+        self.ring_size = ring_size
         self.infos: list[WorkerInfo] = []
 
     @property
@@ -66,28 +68,12 @@ class RoleGroup:
         return len(self.handles)
 
     def get(self, refs: list) -> list:
-        """The answers of one call per rank, in rank order. The first failure to arrive ends the
-        wait (other ranks may be blocked in a collective with the failed one) as a `RunError`."""
-        import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        """The answers of one call per rank, in rank order (`get_calls`)."""
+        return get_calls([(self, rank, ref) for rank, ref in enumerate(refs)])
 
-        results: dict[int, object] = {}
-        pending = list(refs)
-        while pending:
-            (ref,), pending = ray.wait(pending, num_returns=1)
-            rank = refs.index(ref)
-            try:
-                results[rank] = ray.get(ref)
-            except RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, RunError):
-                    raise RunError(str(cause)) from None
-                what = f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
-                raise RunError(f"the {self.role} worker (rank {rank}) failed: {what}") from None
-            except RayActorError as exc:
-                pid = self.infos[rank].pid if rank < len(self.infos) else "?"
-                raise RunError(f"the {self.role} worker (rank {rank}, pid {pid}) died: {_first_line(exc)}") from None
-        return [results[i] for i in range(len(refs))]
+    def describe(self, rank: int) -> str:
+        pid = self.infos[rank].pid if rank < len(self.infos) else "?"
+        return f"the {self.role} worker (rank {rank}, pid {pid})"
 
     def all(self, method: str, *args) -> list:
         """`method(*args)` on every rank; the answers in rank order."""
@@ -98,13 +84,16 @@ class RoleGroup:
         return self.infos
 
     def map_batch(self, method: str, batch: ExperienceBatch) -> torch.Tensor:
-        """`method(part)` on rank-order parts of `batch`; the answers concatenated (inference).
-        Every rank gets a part of the same size (see `equal_parts`): under ZeRO-3 each forward pass
-        gathers parameters from all ranks, so ranks running different numbers of them would wait
-        for each other forever."""
-        parts = equal_parts(batch.size, self.size)
-        outs = self.get([getattr(h, method).remote(batch.select(p)) for h, p in zip(self.handles, parts)])
-        return torch.cat(outs, dim=0)[:batch.size]
+        """`method(part)` on rank-order parts of `batch`, one part per ring (every rank of a ring
+        gets its ring's part and answers the same); the answers concatenated (inference). Every
+        part has the same size (see `equal_parts`): under ZeRO-3 each forward pass gathers
+        parameters from all ranks, so ranks running different numbers of them would wait for each
+        other forever. A ring's part counts all of its samples (rollout_batch_size ×
+        n_samples_per_prompt / rings), packed ring-wide."""
+        parts = equal_parts(batch.size, self.size // self.ring_size)
+        outs = self.get([getattr(h, method).remote(batch.select(parts[rank // self.ring_size]))
+                         for rank, h in enumerate(self.handles)])
+        return torch.cat(outs[::self.ring_size], dim=0)[:batch.size]
 
     def offload(self) -> list:
         return self.all("offload")
@@ -118,6 +107,33 @@ class RoleGroup:
 
     def load_state(self, directory: Path) -> None:
         self.all("load_state", str(directory))
+
+
+def get_calls(calls: list[tuple[RoleGroup, int, object]]) -> list:
+    """The answers of calls `(group, rank, ref)`, in the order given. The first failure to arrive
+    ends the wait (other ranks may be blocked in a collective with the failed one) as a `RunError`
+    naming the role and rank."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    refs = [ref for _, _, ref in calls]
+    results: dict[int, object] = {}
+    pending = list(refs)
+    while pending:
+        (ref,), pending = ray.wait(pending, num_returns=1)
+        index = refs.index(ref)
+        group, rank, _ = calls[index]
+        try:
+            results[index] = ray.get(ref)
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, RunError):
+                raise RunError(str(cause)) from None
+            what = f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
+            raise RunError(f"the {group.role} worker (rank {rank}) failed: {what}") from None
+        except RayActorError as exc:
+            raise RunError(f"{group.describe(rank)} died: {_first_line(exc)}") from None
+    return [results[i] for i in range(len(refs))]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -186,8 +202,45 @@ class EngineGroup(RoleGroup):
         """Every engine loads the weights (a Ray reference from `ActorGroup.state_dict`, or a dict)."""
         self.all("load_weights", state_dict)
 
+    def response_log_probs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
+        """Per engine, the log-probs of the same samples under its weights (one list per engine)."""
+        return self.all("response_log_probs", prompt_ids, response_ids)
+
     def sleep(self) -> None:
         self.all("sleep")
 
     def wake_up(self) -> None:
         self.all("wake_up")
+
+
+class BroadcastWeightSync:
+    """The actor → engines weight sync over a broadcast group (`weight_sync.py`): built once
+    (`connect`: bucket plan from the actor's rank 0, group of 1 + Σ engine ranks meeting at the
+    actor's rank 0), then each call gathers and broadcasts every bucket. An engine of
+    `ranks_per_engine` workers (vLLM tensor parallelism) holds that many consecutive ranks."""
+
+    def __init__(self, actor: ActorGroup, engines: EngineGroup, ranks_per_engine: int, bucket_bytes: int,
+                 timeout_s: float) -> None:
+        self.actor, self.engines = actor, engines
+        self.ranks_per_engine = ranks_per_engine
+        self.bucket_bytes = bucket_bytes
+        self.timeout_s = timeout_s
+        self.plan: list = []
+
+    def connect(self) -> None:
+        sender = self.actor.handles[0]
+        self.plan = self.actor.get([sender.weight_plan.remote(self.bucket_bytes)])[0]
+        address, port = self.actor.get([sender.rendezvous.remote()])[0]
+        world = 1 + self.engines.size * self.ranks_per_engine
+        calls = [(self.actor, 0, sender.join_weight_group.remote(address, port, world, self.timeout_s))]
+        calls += [(self.engines, i, h.join_weight_group.remote(address, port, 1 + i * self.ranks_per_engine, world,
+                                                                self.timeout_s))
+                  for i, h in enumerate(self.engines.handles)]
+        get_calls(calls)
+
+    def __call__(self) -> None:
+        if not self.plan:
+            self.connect()
+        calls = [(self.actor, r, h.send_weights.remote(self.plan)) for r, h in enumerate(self.actor.handles)]
+        calls += [(self.engines, i, h.receive_weights.remote(self.plan)) for i, h in enumerate(self.engines.handles)]
+        get_calls(calls)

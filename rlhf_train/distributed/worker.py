@@ -47,6 +47,7 @@ def free_port() -> int:
 class RoleWorker:
     def __init__(self, role: str, rank: int, world_size: int, preset: Preset, run_dir: str) -> None:
         self.role_name, self.rank, self.world_size, self.preset = role, rank, world_size, preset
+        self.run_dir = Path(run_dir)
         torch.set_num_threads(max(1, int(preset.placement.cpus_per_worker)))
         logs = Path(run_dir) / "workers"
         logs.mkdir(parents=True, exist_ok=True)
@@ -119,6 +120,21 @@ class ActorWorker(RoleWorker):
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.role.state_dict()
 
+    def weight_plan(self, bucket_bytes: int) -> list:
+        return self.role.weight_plan(bucket_bytes)
+
+    def join_weight_group(self, address: str, port: int, world_size: int, timeout_s: float) -> None:
+        """Rank 0 only: host the weight-sync group (its rank 0) at `address:port`."""
+        from rlhf_train.distributed.weight_sync import BroadcastGroup
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        self.weight_group = BroadcastGroup(address, port, 0, world_size, backend, timeout_s)
+
+    def send_weights(self, plan: list) -> None:
+        """Every rank gathers each bucket; rank 0 broadcasts it to the engines."""
+        group = self.weight_group if self.rank == 0 else None
+        self.role.send_weights(plan, group.send if group else None, group.device if group else local_device())
+
     def save(self, directory: str) -> None:
         self.role.save(Path(directory), self.tokenizer)
 
@@ -169,22 +185,49 @@ class RewardWorker(RoleWorker):
 
 
 class EngineWorker(RoleWorker):
-    """The HF engine over its own copy of the policy, synced from the actor after every update."""
+    """One rollout engine over its own copy of the policy, synced from the actor after every
+    update: the HF engine, or vLLM (`[rollout].engine`), which reads the model from a directory
+    (a non-directory spec is written out under the run directory first)."""
 
-    def load(self) -> int:
+    def load(self, bundle_indices: tuple[int, ...] = ()) -> int:
         from rlhf_train.build import hf_engine
-        from rlhf_train.models.loading import load_model_and_tokenizer
+        from rlhf_train.models.loading import load_model_and_tokenizer, resolve_model_spec
 
         m = self.preset.model
         model, tokenizer = load_model_and_tokenizer(m.actor, dtype=m.dtype, seed=self.preset.run.seed)
-        self.engine = hf_engine(model.requires_grad_(False).to(local_device()), tokenizer, self.preset, shared=False)
-        return sum(p.numel() for p in model.parameters())
+        count = sum(p.numel() for p in model.parameters())
+        if self.preset.rollout.engine == "hf":
+            self.engine = hf_engine(model.requires_grad_(False).to(local_device()), tokenizer, self.preset,
+                                    shared=False)
+            return count
+        from rlhf_train.rollout.vllm_engine import VLLMEngine, settings_from_preset
+
+        source = resolve_model_spec(m.actor)
+        if source.kind == "directory":
+            model_dir = str(source.path)
+        else:
+            model_dir = str(self.run_dir / "engine-models" / f"engine-{self.rank}")
+            model.save_pretrained(model_dir)
+            tokenizer.save_pretrained(model_dir)
+        settings = settings_from_preset(self.preset, model_dir, model.config, self.rank, tuple(bundle_indices))
+        del model
+        self.engine = VLLMEngine(settings, eos_ids={tokenizer.eos_token_id})
+        return count
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
         return self.engine.generate(prompt_ids, params)
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.engine.load_weights(state_dict)
+
+    def join_weight_group(self, address: str, port: int, rank: int, world_size: int, timeout_s: float) -> None:
+        self.engine.join_weight_group(address, port, rank, world_size, timeout_s)
+
+    def receive_weights(self, plan: list) -> None:
+        self.engine.receive_weights(plan)
+
+    def response_log_probs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
+        return self.engine.response_log_probs(prompt_ids, response_ids)
 
     def sleep(self) -> None:
         self.engine.sleep()

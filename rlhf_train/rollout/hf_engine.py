@@ -78,6 +78,32 @@ class HFEngine:
             torch.random.set_rng_state(generator_state)
         return out
 
+    @torch.no_grad()
+    def response_log_probs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
+        """log π(response token | everything before it) under the engine's current weights, per
+        sample (temperature 1): what checks that a weight sync arrived."""
+        device = next(self.model.parameters()).device
+        out = []
+        for prompt, response in zip(prompt_ids, response_ids, strict=True):
+            ids = torch.tensor([prompt + response], dtype=torch.long, device=device)
+            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
+            picked = logits.log_softmax(-1).gather(-1, ids[0, len(prompt):, None])[:, 0]
+            out.append(picked.cpu().tolist())
+        return out
+
+    def join_weight_group(self, address: str, port: int, rank: int, world_size: int, timeout_s: float) -> None:
+        """Join the actor's weight-sync broadcast group as `rank` (`distributed.weight_sync`)."""
+        from rlhf_train.distributed.weight_sync import BroadcastGroup
+
+        backend = "nccl" if next(self.model.parameters()).is_cuda else "gloo"
+        self.weight_group = BroadcastGroup(address, port, rank, world_size, backend, timeout_s)
+
+    def receive_weights(self, plan: list) -> None:
+        """One sync's buckets from the weight-sync group, loaded (`join_weight_group` came first)."""
+        from rlhf_train.distributed.weight_sync import receive_state
+
+        self.load_weights(receive_state(self.weight_group, plan))
+
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         if self.released:
             raise RunError("the hf engine is asleep: wake_up() before load_weights()")
