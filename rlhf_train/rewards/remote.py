@@ -216,10 +216,10 @@ class RemoteReward:
         with self._lock:
             self._down_until.pop(url, None)
         if answer.status_code >= 500 or answer.status_code == 429:
-            raise _Retryable(f"HTTP {answer.status_code}: {answer.text[:BODY_EXCERPT]!r}")
+            raise _Retryable(f"HTTP {answer.status_code}: {_error_text(answer.text)}")
         if answer.status_code != 200:
             raise RemoteRewardError(f"remote reward {url} answered HTTP {answer.status_code}: "
-                                    f"{answer.text[:BODY_EXCERPT]!r}; check [reward].urls (the full path, e.g. "
+                                    f"{_error_text(answer.text)}; check [reward].urls (the full path, e.g. "
                                     "http://host:port/get_reward)")
         return parse_rewards(url, answer.status_code, answer.text, expected)
 
@@ -230,6 +230,16 @@ class RemoteReward:
     def _log(self, level: str, message: str, **fields) -> None:
         if self.emit is not None:
             self.emit("log", level=level, message=message, source="reward", **fields)
+
+
+def _error_text(body: str) -> str:
+    """What an error answer says: its JSON ``error`` field (as ``serve-rm`` sends), else the body; quoted, cut."""
+    try:
+        payload = json.loads(body)
+        text = payload["error"] if isinstance(payload, dict) and isinstance(payload.get("error"), str) else body
+    except ValueError:
+        text = body
+    return repr(text if len(text) <= BODY_EXCERPT else text[:BODY_EXCERPT] + "…")
 
 
 def _reason(error: BaseException) -> str:

@@ -100,7 +100,7 @@ class RewardServer:
         return f"http://{host}:{port}{self.path}"
 
     def start(self) -> RewardServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="reward-server", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name="reward-server", daemon=True)
         self._thread.start()
         return self
 

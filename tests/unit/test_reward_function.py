@@ -119,3 +119,26 @@ def test_module_level_dataclass_works(tmp_path):
             return [Weights().hit * (r == l) for r, l in zip(responses, labels)]
     """)
     assert load_reward_function(f"{path}:fn")(PROMPTS, RESPONSES, LABELS) == [2.0, 0.0]
+
+
+def test_a_raising_batch_names_the_first_sample_that_raises_alone(tmp_path):
+    path = write(tmp_path, """
+        def fn(prompts, responses, labels):
+            return [1.0 / int(l) for l in labels]
+    """)
+    fn = load_reward_function(f"{path}:fn")
+    with pytest.raises(RewardFunctionError) as info:
+        fn(["a", "b", "c"], ["x", "y", "z"], ["2", "0", "x"])
+    assert str(info.value) == (f"reward function 'fn' in '{path.resolve()}' raised ZeroDivisionError: float division by zero "
+                               "at sample 1 (prompt 'b', response 'y', label '0')")
+
+
+def test_a_batch_only_failure_names_no_sample(tmp_path):
+    path = write(tmp_path, """
+        def fn(prompts, responses, labels):
+            if len(prompts) > 1:
+                raise ValueError("batch too big")
+            return [0.0]
+    """)
+    with pytest.raises(RewardFunctionError, match=r"raised ValueError: batch too big$"):
+        load_reward_function(f"{path}:fn")(PROMPTS, RESPONSES, LABELS)
