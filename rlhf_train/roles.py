@@ -154,6 +154,9 @@ class Backend(Protocol):
     rank: int
     world_size: int
     device: torch.device
+    ring: RingGroup
+    """This rank's sequence-parallel ring (`rlhf_train.attention.group`): `ring.size` consecutive
+    ranks share each sample; data-parallel ranks = world_size / ring.size."""
 
     def trained(self, module: nn.Module, role: str, preset: Preset, total_steps: int) -> Trainable:
         """`module` wrapped for training as `role` ("actor" or "critic") over `total_steps` optimizer steps."""
@@ -225,6 +228,7 @@ class LocalBackend:
     rank = 0
     world_size = 1
     device = torch.device("cpu")
+    ring = no_ring()
 
     def trained(self, module: nn.Module, role: str, preset: Preset, total_steps: int) -> Optimized:
         return Optimized(module, learning_rate(preset.train, role), preset.train, total_steps)
@@ -252,14 +256,20 @@ def fit_epochs(batch: ExperienceBatch, model: Trainable, loss_fn: Callable[[Expe
     """Train `model` on this rank's share of the global `batch` (`fit_plan`): `max_epochs` passes,
     one optimizer step per train_batch_size samples of the global batch, with gradient accumulation
     over the micro-batches in between. Returns the mean over all ranks' micro-batches of every
-    statistic `loss_fn` reports — what one rank would report — plus the mean gradient norm."""
+    statistic `loss_fn` reports — what one rank would report — plus the mean gradient norm.
+
+    The ranks of one ring (`backend.ring`) are one data-parallel rank: they train on the same
+    micro-batches, each computing the whole loss from the ring-gathered outputs, and their
+    parameter gradients sum to the micro-batch's gradient. The loss is scaled by the ring size
+    because the backend averages gradients over all world_size = data-parallel × ring ranks."""
     totals: dict[str, float] = {}
     count = 0
     norms = []
-    for step in fit_plan(batch.size, train, backend.world_size, backend.rank, seed):
+    ring = backend.ring.size
+    for step in fit_plan(batch.size, train, backend.world_size // ring, backend.rank // ring, seed):
         for index in step:
             loss, stats = loss_fn(on_device(batch.select(index), backend.device))
-            model.backward(loss)
+            model.backward(loss * ring)
             for name, value in stats.items():
                 totals[name] = totals.get(name, 0.0) + value
             count += 1
@@ -337,6 +347,8 @@ class ActorRole:
         self.temperature = preset.rollout.temperature or 1.0
         if preset.deepspeed.gradient_checkpointing:
             checkpoint_activations(actor)
+        if preset.train.packing_samples:
+            actor.pack_over(backend.ring)
         self.optimized = backend.trained(actor, "actor", preset, total_optimizer_steps)
         self.kl_coef = preset.algo.kl_coef
 
@@ -421,6 +433,8 @@ class ReferenceRole:
     """The frozen reference policy: log π_ref of the sampled tokens."""
 
     def __init__(self, actor: nn.Module, preset: Preset, backend: Backend = LOCAL):
+        if preset.train.packing_samples:
+            actor.pack_over(backend.ring)
         self.actor = backend.frozen(actor, "reference", preset)
         self.preset = preset
         self.backend = backend
@@ -442,6 +456,8 @@ class CriticRole:
         self.backend = backend
         if preset.deepspeed.gradient_checkpointing:
             checkpoint_activations(critic)
+        if preset.train.packing_samples:
+            critic.pack_over(backend.ring)
         self.optimized = backend.trained(critic, "critic", preset, total_optimizer_steps)
 
     def values(self, batch: ExperienceBatch) -> torch.Tensor:

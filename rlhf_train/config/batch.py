@@ -2,6 +2,8 @@
 
     samples per rollout          = rollout_batch_size × n_samples_per_prompt
     samples per rank             = samples per rollout / actor data-parallel ranks
+                                   (with ring attention: packed samples per ring of
+                                   [ring_attention].size ranks; data-parallel ranks = workers / size)
     gradient-accumulation steps  = train_batch_size / (micro_train_batch_size × data-parallel ranks)
     optimizer steps per rollout  = samples per rollout × max_epochs / train_batch_size
     RL steps                     = max_steps, or num_episodes × ⌊prompts / rollout_batch_size⌋
@@ -24,6 +26,7 @@ class BatchPlan:
     prompts_per_rollout: int
     samples_per_rollout: int
     actor_data_parallel: int
+    ring_size: int
     samples_per_rank: int
     micro_train_batch_size: int
     micro_rollout_batch_size: int
@@ -45,7 +48,10 @@ class BatchPlan:
             f"samples per rollout          {self.samples_per_rollout} = {t.rollout_batch_size} prompts × "
             f"{r.n_samples_per_prompt} samples",
             f"samples per actor rank       {self.samples_per_rank} = {self.samples_per_rollout} / {dp} data-parallel"
-            f" rank{'s' if dp != 1 else ''}",
+            f" rank{'s' if dp != 1 else ''}" if self.ring_size == 1 else
+            f"packed samples per ring      {self.samples_per_rank} = {self.samples_per_rollout} / {dp} data-parallel"
+            f" rank{'s' if dp != 1 else ''} (rings of {self.ring_size} ranks: {dp * self.ring_size} actor workers"
+            f" / {self.ring_size})",
             f"experience forward passes    {self.forward_passes_per_rank} per rank = ⌈{self.samples_per_rank} / "
             f"{self.micro_rollout_batch_size}⌉ (micro_rollout_batch_size)",
             f"gradient accumulation        {self.gradient_accumulation_steps} = {t.train_batch_size} / "
@@ -88,6 +94,7 @@ def plan_batches(preset: Preset, dataset_prompts: int | None = None) -> BatchPla
         prompts_per_rollout=t.rollout_batch_size,
         samples_per_rollout=samples,
         actor_data_parallel=dp,
+        ring_size=preset.ring_attention.size,
         samples_per_rank=per_rank,
         micro_train_batch_size=t.micro_train_batch_size,
         micro_rollout_batch_size=t.micro_rollout_batch_size,

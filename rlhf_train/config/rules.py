@@ -317,7 +317,9 @@ def _ring_fits(p: Preset) -> Iterator[PresetIssue]:
     size = p.ring_attention.size
     if size == 1:
         return
-    for role in ("actor", "critic") if p.uses_critic else ("actor",):
+    # the reference counts apart only when it has its own worker count (else it is the actor's)
+    own = {"reference": p.placement.ref_workers > 0, "critic": p.uses_critic}
+    for role in ["actor"] + [r for r in ("reference", "critic") if own[r] and r in active_roles(p)]:
         if workers(p, role) % size:
             yield PresetIssue(key_name("ring_attention", "size"), value=size,
                               rule=f"must divide the {role}'s {workers(p, role)} workers (each ring is {size} workers).",

@@ -4,6 +4,8 @@ Trained roles (actor, critic):
 
     train_batch_size = micro_train_batch_size × data_parallel × gradient_accumulation_steps
                      = [train].train_batch_size                    (one optimizer step)
+                       × ring_size in DeepSpeed's config, which counts every rank of a
+                       sequence-parallel ring as one more data-parallel rank
     optimizer        = DeepSpeed's AdamW: FusedAdam, or DeepSpeedCPUAdam with offload_optimizer
                        (no client optimizer, so `offload_states` works under ZeRO-3)
     gradient_clipping = [train].max_norm (0 = off)
@@ -29,16 +31,16 @@ def _offload(enabled: bool) -> dict:
     return {"device": "cpu", "pin_memory": True} if enabled else {"device": "none"}
 
 
-def deepspeed_config(preset: Preset, role: str, data_parallel: int) -> dict:
-    """The config for `deepspeed.initialize` of `role` on each of `data_parallel` ranks."""
+def deepspeed_config(preset: Preset, role: str, data_parallel: int, ring_size: int = 1) -> dict:
+    """The config for `deepspeed.initialize` of `role` on each of `data_parallel` × `ring_size` ranks."""
     if role in TRAINED_ROLES:
-        return _train_config(preset, role, data_parallel)
+        return _train_config(preset, role, data_parallel, ring_size)
     if role in FROZEN_ROLES:
-        return _inference_config(preset, data_parallel)
+        return _inference_config(preset, data_parallel * ring_size)
     raise ValueError(f"unknown role {role!r}; expected one of {TRAINED_ROLES + FROZEN_ROLES}")
 
 
-def _train_config(preset: Preset, role: str, data_parallel: int) -> dict:
+def _train_config(preset: Preset, role: str, data_parallel: int, ring_size: int) -> dict:
     train, ds = preset.train, preset.deepspeed
     if ds.offload_optimizer and ds.zero_stage == 0:
         raise RunError("[deepspeed].offload_optimizer = true needs ZeRO (zero_stage 1, 2 or 3; it is 0); "
@@ -47,7 +49,7 @@ def _train_config(preset: Preset, role: str, data_parallel: int) -> dict:
     if ds.zero_stage == 3:
         zero["offload_param"] = _offload(ds.offload_params)
     return {
-        "train_batch_size": train.train_batch_size,
+        "train_batch_size": train.train_batch_size * ring_size,
         "train_micro_batch_size_per_gpu": train.micro_train_batch_size,
         "gradient_accumulation_steps": accumulation_steps(train, data_parallel),
         "gradient_clipping": train.max_norm,

@@ -8,8 +8,9 @@ LOCAL_RANK set::
     actor.fit(global_batch, kl_coef, seed)        # every rank, the same global batch
     actor.offload(); actor.reload()               # ZeRO-3
 
-The process group's world size is the role's data-parallel size, and must match the preset's
-worker count for that role.
+The process group's world size is the role's worker count: data-parallel ranks × ring size
+(`[ring_attention].size`); the rings (`rlhf_train.attention.group.join_rings`) are created right
+after the group, before anything else in the process makes a group (e.g. a weight-sync group).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from rlhf_train.config.schema import Preset
+from rlhf_train.attention.group import join_rings
+from rlhf_train.config.schema import Preset, RingAttentionConfig
 from rlhf_train.config.topology import data_parallel_size
 from rlhf_train.distributed.ds_config import deepspeed_config
 from rlhf_train.distributed.ds_engine import TrainedEngine, frozen_model, import_deepspeed
@@ -40,19 +42,21 @@ def init_distributed() -> None:
 class DeepSpeedStrategy:
     """This rank of the default process group; makes DeepSpeed engines for the roles it hosts."""
 
-    def __init__(self):
+    def __init__(self, ring: RingAttentionConfig | None = None):
         init_distributed()
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
             else torch.device("cpu")
+        ring = ring or RingAttentionConfig()
+        self.ring = join_rings(self.rank, self.world_size, ring.size, ring.backend, ring.head_stride)
 
     def _config(self, preset: Preset, role: str) -> dict:
         expected = data_parallel_size(preset, role)
-        if expected != self.world_size:
-            raise RunError(f"the {role} runs on {self.world_size} data-parallel ranks but the preset asks for "
-                           f"{expected} ([placement] workers / [ring_attention].size)")
-        return deepspeed_config(preset, role, self.world_size)
+        if expected * self.ring.size != self.world_size:
+            raise RunError(f"the {role} runs on {self.world_size} ranks in rings of {self.ring.size} but the preset "
+                           f"asks for {expected} data-parallel ranks ([placement] workers / [ring_attention].size)")
+        return deepspeed_config(preset, role, expected, self.ring.size)
 
     def trained(self, module: nn.Module, role: str, preset: Preset, total_steps: int) -> TrainedEngine:
         return TrainedEngine(module, self._config(preset, role), preset.train, total_steps)

@@ -81,7 +81,7 @@ class RoleWorker:
 
         from rlhf_train.distributed.strategy import DeepSpeedStrategy
 
-        strategy = DeepSpeedStrategy()
+        strategy = DeepSpeedStrategy(self.preset.ring_attention)
         log.info("%s rank %d of %d: torch.distributed backend %s on %s", self.role_name, strategy.rank,
                  strategy.world_size, dist.get_backend(), strategy.device)
         return strategy
