@@ -21,9 +21,6 @@ from rlhf_train.algos.kl_controller import make_kl_controller
 from rlhf_train.checkpoint import store as checkpoint_store
 from rlhf_train.checkpoint.faults import NonFiniteError, last_good, nonfinite_stats, nonfinite_tensors
 from rlhf_train.checkpoint.state import TrainerState, load_rng, save_rng
-from rlhf_train.checkpoint import store as checkpoint_store
-from rlhf_train.checkpoint.faults import NonFiniteError, last_good, nonfinite_stats, nonfinite_tensors
-from rlhf_train.checkpoint.state import TrainerState, load_rng, save_rng
 from rlhf_train.config.schema import Preset
 from rlhf_train.data.prompts import PromptRecord, prompt_token_ids
 from rlhf_train.distributed.hybrid import HybridEngine
@@ -224,21 +221,6 @@ class Trainer:
                   f"({self.skipped} of {allowed} skips)", step=step, skipped=self.skipped)
         return None
 
-    def skip_batch(self, step: int, bad: list[str]) -> None:
-        """Leave out a rollout whose tensors hold NaN/inf (no update), at most
-        `[checkpoint].nonfinite_skips` times in a run; then `NonFiniteError`. The engine is given
-        the (unchanged) weights back, as after an update, so the next step starts as usual."""
-        what = f"step {step}: non-finite {', '.join(bad)} in the rollout"
-        allowed = self.preset.checkpoint.nonfinite_skips
-        if self.skipped >= allowed:
-            raise NonFiniteError(f"{what} ([checkpoint].nonfinite_skips = {allowed} "
-                                 f"{'used up' if allowed else ': no skips allowed'}); {last_good(self.last_saved)}")
-        self.skipped += 1
-        self.hybrid.sync(self.push_weights)
-        self.emit("log", level="warning", message=f"{what}: batch skipped without an update "
-                  f"({self.skipped} of {allowed} skips)", step=step, skipped=self.skipped)
-        return None
-
     def push_weights(self) -> None:
         """The actor's current weights into every rollout engine (the hybrid engine's sync phase)."""
         if self.roles.weight_sync is not None:
@@ -254,9 +236,6 @@ class Trainer:
             if should_stop():
                 return False
             metrics = self.step(step)
-            if metrics is None:  # a skipped batch: no update, no metric
-                self.last_step = step
-                continue
             if metrics is None:  # a skipped batch: no update, no metric
                 self.last_step = step
                 continue
