@@ -86,6 +86,23 @@ def launch(preset_path: Path, overrides: tuple[str, ...] = ()) -> Launched:
     return launched
 
 
+def resume(run_dir: Path) -> Launched:
+    """Start `rlhf-train RUN/preset.toml --resume RUN` detached from the TUI (as `launch`): the
+    run continues in its own directory from its last complete checkpoint. Its console output is
+    appended to `RUN/console.log`."""
+    argv = [sys.executable, "-m", "rlhf_train.cli", str(run_dir / "preset.toml"), "--resume", str(run_dir)]
+    with (run_dir / CONSOLE_LOG).open("ab") as console:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    launched = Launched(run_dir=run_dir, argv=argv, process=process)
+
+    def reap() -> None:
+        launched.exit_code = process.wait()
+
+    threading.Thread(target=reap, name=f"reap {process.pid}", daemon=True).start()
+    return launched
+
+
 def console_error(console_log: Path) -> str:
     """The trainer's own last `error:` line, else the last non-empty line of its console output."""
     try:

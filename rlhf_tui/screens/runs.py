@@ -1,6 +1,8 @@
 """The runs under the runs root, refreshed every 2 s. Enter opens a run's dashboard (live, or
 replayed from events.jsonl), `s` stops a running run (see `stopping`), `c` opens its preset in the
-builder as a new preset ("clone and edit"), `n` starts a new preset. Quitting never stops a run."""
+builder as a new preset ("clone and edit"), `u` resumes a stopped, failed or lost run from its last
+checkpoint (in its own directory) and opens its dashboard, `n` starts a new preset. Quitting never
+stops a run."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ REFRESH_S = 2.0
 class RunsScreen(Screen):
     BINDINGS = [Binding("enter", "open_run", "Open", show=True), Binding("s", "stop_run", "Stop run"),
                 Binding("c", "clone_run", "Clone & edit"), Binding("n", "new_preset", "New preset"),
-                Binding("r", "refresh", "Refresh")]
+                Binding("r", "refresh", "Refresh"), Binding("u", "resume_run", "Resume", show=False)]
 
     def __init__(self, root: str | Path) -> None:
         super().__init__()
@@ -90,6 +92,19 @@ class RunsScreen(Screen):
         run = self.selected_run()
         if run is not None:
             ask_to_stop(self.app, Path(run.path), self.app.stop_asked)
+
+    def action_resume_run(self) -> None:
+        from rlhf_tui.launcher import resume
+
+        run = self.selected_run()
+        if run is None:
+            return
+        if run.status == "running":
+            self.notify(f"{run.id} is still running", severity="warning")
+            return
+        resume(Path(run.path))
+        self.notify(f"resuming {run.id} (its console output: {Path(run.path) / 'console.log'})")
+        self.open(run.path)
 
     def action_clone_run(self) -> None:
         """The run's resolved preset.toml in the builder, unsaved: save-as gives the new preset."""

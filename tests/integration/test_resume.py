@@ -250,3 +250,17 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path)
     assert done.returncode == 0, done.stderr
     assert resumed_from(run) == [2, 2] and segments(run)[-1] == [3, 4]
     assert run_info(run)["status"] == "finished"
+
+
+def test_the_tui_resumes_a_run_from_its_own_preset(tmp_path):
+    from rlhf_tui.launcher import resume
+
+    run = tmp_path / "run"
+    done = run_to_end(run, "train.max_steps=2")
+    assert done.returncode == 0, done.stderr
+    launched = resume(run)
+    assert launched.argv[-3:] == [str(run / "preset.toml"), "--resume", str(run)]
+    assert launched.process.wait(timeout=300) == 0, (run / "console.log").read_text()
+    info = run_info(run)
+    assert (info["status"], info["resumes"], info["pid"]) == ("finished", 1, launched.process.pid)
+    assert resumed_from(run) == [2] and segments(run)[-1] == []
