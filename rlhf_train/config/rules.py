@@ -174,6 +174,15 @@ def _hf_engine_has_no_tensor_parallelism(p: Preset) -> Iterator[PresetIssue]:
                           fix="set tensor_parallel_size = 1, or engine = \"vllm\".")
 
 
+@error_rule("rollout", "placement")
+def _vllm_engines_run_under_ray(p: Preset) -> Iterator[PresetIssue]:
+    if p.rollout.engine == "vllm" and p.placement.mode == "local":
+        yield PresetIssue(key_name("rollout", "engine"), value="vllm",
+                          rule="vLLM engines run in their own Ray actors; the local placement generates with "
+                               "the actor's own module (the hf engine).",
+                          fix="set [placement].mode = \"ray\", or engine = \"hf\".")
+
+
 @error_rule("deepspeed")
 def _offload_between_phases_needs_deepspeed(p: Preset) -> Iterator[PresetIssue]:
     if p.deepspeed.enable_sleep and p.placement.mode == "local":

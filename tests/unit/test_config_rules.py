@@ -85,7 +85,7 @@ def test_the_rules_are_the_ones_tested_here():
         "_group_baselines_need_groups", "_hf_engine_has_no_tensor_parallelism",
         "_hf_engine_sleeps_only_in_its_own_process", "_local_mode_is_one_process",
         "_offload_between_phases_needs_deepspeed", "_offload_between_phases_needs_zero3", "_reward_source_complete",
-        "_ring_fits", "_samples_divide_over_ranks", "_tensor_parallel_fits_a_node",
+        "_ring_fits", "_samples_divide_over_ranks", "_tensor_parallel_fits_a_node", "_vllm_engines_run_under_ray",
         "_whole_gradient_accumulation", "_whole_optimizer_steps_per_rollout"]
     assert sorted(r.check.__name__ for r in WARNINGS) == [
         "_critic_model_ignored", "_critic_unused", "_greedy_groups_are_identical", "_k1_in_loss_has_no_gradient",
@@ -223,7 +223,7 @@ def test_hf_engine_sleeps_only_in_its_own_process(minimal_raw):
     err = only_error(validate(raw), "[rollout].enable_sleep")
     assert err.value is True
     assert err.rule == "in [placement].mode = \"local\" the hf engine is the actor's own module and cannot sleep."
-    result = assert_valid(with_(raw, rollout={"engine": "vllm"}))
+    result = assert_valid(with_(raw, rollout={"engine": "vllm"}, placement={"mode": "ray"}))
     assert "[rollout].enable_sleep" in warning_keys(result)
     on_ray = assert_valid(ray_cpu(rollout={"enable_sleep": True}, placement={"colocate": "all"}))
     assert "[rollout].enable_sleep" not in warning_keys(on_ray)  # the hf engine really sleeps on CPU
@@ -363,10 +363,18 @@ def test_local_mode_runs_one_worker_per_role(minimal_raw, key):
 
 
 def test_local_mode_runs_one_engine(minimal_raw):
-    raw = with_(minimal_raw, rollout={"engine": "vllm", "num_engines": 2})
+    raw = with_(minimal_raw, rollout={"num_engines": 2})
     err = only_error(validate(raw), "[rollout].num_engines")
     assert err.rule == "mode = \"local\" runs one engine in-process."
     assert_valid(with_(raw, rollout={"num_engines": 1}))
+
+
+def test_vllm_engines_need_ray(minimal_raw):
+    raw = with_(minimal_raw, rollout={"engine": "vllm"})
+    err = only_error(validate(raw), "[rollout].engine")
+    assert err.rule.startswith("vLLM engines run in their own Ray actors")
+    assert err.fix == "set [placement].mode = \"ray\", or engine = \"hf\"."
+    assert_valid(with_(raw, placement={"mode": "ray"}))
 
 
 def test_local_mode_has_no_ring(minimal_raw):
@@ -545,7 +553,8 @@ def test_sleep_without_colocate_all_warns():
 
 
 def test_sleep_on_cpu_warns(minimal_raw):
-    raw = with_(minimal_raw, rollout={"engine": "vllm", "enable_sleep": True}, placement={"colocate": "all"})
+    raw = with_(minimal_raw, rollout={"engine": "vllm", "enable_sleep": True},
+                placement={"mode": "ray", "colocate": "all"})
     warning = only_warning(validate(raw), "[rollout].enable_sleep")
     assert warning.rule == "vLLM on CPU cannot sleep; engines stay loaded (the state machine still runs)."
     # without colocation both sleep warnings apply
