@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from rlhf_train.rollout.base import Generation
-from rlhf_train.rollout.hf_engine import left_pad
+from rlhf_train.rollout.hf_engine import pad_rows
 
 
 @dataclass
@@ -57,13 +57,10 @@ class ExperienceBatch:
 
 def batch_from_generation(gen: Generation, pad_id: int) -> ExperienceBatch:
     """Pad a generation into `sequences`, `attention_mask` and `action_mask` (layout above)."""
-    prompt_ids, prompt_mask = left_pad(gen.prompt_ids, pad_id)
-    width = max(1, max(len(r) for r in gen.response_ids))
-    response_ids = torch.full((len(gen), width), pad_id, dtype=torch.long)
-    action_mask = torch.zeros((len(gen), width), dtype=torch.long)
-    for i, row in enumerate(gen.response_ids):
-        response_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        action_mask[i, :len(row)] = 1
+    prompt_ids, prompt_mask = pad_rows(gen.prompt_ids, pad_id, left=True)
+    response_ids, action_mask = pad_rows(gen.response_ids, pad_id, left=False)
+    if response_ids.shape[1] == 0:  # every response empty: keep one (masked) action column
+        response_ids, action_mask = torch.full((len(gen), 1), pad_id), torch.zeros((len(gen), 1), dtype=torch.long)
     return ExperienceBatch(sequences=torch.cat([prompt_ids, response_ids], dim=1),
                            attention_mask=torch.cat([prompt_mask, action_mask], dim=1),
                            action_mask=action_mask)

@@ -15,14 +15,19 @@ from rlhf_train.rollout.base import Generation, SamplingParams
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad token rows to one width: (ids [B, W], attention mask [B, W])."""
-    width = max(len(r) for r in rows)
+    return pad_rows(rows, pad_id, left=True)
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token rows to the longest one's width W, on the left or the right: (ids [B, W], mask
+    [B, W] with 1 on the rows' own tokens). One tensor copy of all tokens, no per-row tensors."""
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    width = int(lengths.max()) if len(rows) else 0
+    columns = torch.arange(width)
+    mask = (columns >= width - lengths[:, None]) if left else (columns < lengths[:, None])
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row):] = 1
-    return ids, mask
+    ids[mask] = torch.tensor([token for row in rows for token in row], dtype=torch.long)
+    return ids, mask.long()
 
 
 def cut_at_eos(tokens: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
