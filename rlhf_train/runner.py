@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from rlhf_train.config.schema import Preset
@@ -81,10 +82,10 @@ def resume_trainer(trainer, rd: RunDir, emitter: Emitter) -> None:
 
 
 def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, role_pids: dict[int, str],
-          resume: bool = False) -> tuple[str, str, int]:
+          resume: bool = False, after_move: Callable[[str, str, str], None] | None = None) -> tuple[str, str, int]:
     """Build and run the trainer (continued from its last checkpoint when `resume`) until done or
     `stop` is set; (status, reason, exit code) however it ends. A Ray run's workers are gone when
-    this returns, whatever happened."""
+    this returns, whatever happened. `after_move` follows every hybrid-engine memory move."""
     progress: StepProgress | None = None
     ray_run = None
     try:
@@ -98,6 +99,7 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, r
             from rlhf_train.build import build_local_run
 
             trainer = build_local_run(preset, rd, emitter)
+        trainer.hybrid.after_move = after_move
         if resume:
             resume_trainer(trainer, rd, emitter)
         if stop.is_set():  # asked to stop while the models were loading
@@ -166,7 +168,8 @@ def run_preset(preset: Preset, run_dir: str | None = None, resume: str | None = 
     sampler.start()
     print(f"run directory: {rd.path}", file=sys.stderr)
     log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
-    status, reason, code = train(preset, rd, emitter, stop, role_pids, resume=resume is not None)
+    status, reason, code = train(preset, rd, emitter, stop, role_pids, resume=resume is not None,
+                                 after_move=sampler.sample_after_move)
     signal.signal(signal.SIGTERM, previous)
     sampler.stop()
     rd.finish(status, reason)

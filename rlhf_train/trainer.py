@@ -105,19 +105,20 @@ class Trainer:
 
         batch = batch_from_generation(generation, roles.tokenizer.pad_token_id)
         mask = batch.action_mask
-        batch.old_log_probs = roles.actor.log_probs(batch)
+        call = self.hybrid.call  # every role call under [placement].phase_timeout_s (Ray runs)
+        batch.old_log_probs = call("actor", "log_probs", roles.actor.log_probs, batch)
         if roles.reference is not None:
-            batch.ref_log_probs = roles.reference.log_probs(batch)
+            batch.ref_log_probs = call("reference", "log_probs", roles.reference.log_probs, batch)
             batch.kl = approx_kl(batch.old_log_probs, batch.ref_log_probs, p.algo.kl_estimator) * mask
         else:
             batch.kl = torch.zeros_like(batch.old_log_probs)
         if roles.critic is not None:
-            batch.values = roles.critic.values(batch) * mask
+            batch.values = call("critic", "values", roles.critic.values, batch) * mask
 
         responses = roles.tokenizer.batch_decode(generation.response_ids, skip_special_tokens=True)
         prompts = [r.prompt for r in records for _ in range(n)]
         labels = [r.label for r in records for _ in range(n)]
-        scores = roles.reward.scores(prompts, responses, labels)
+        scores = call("reward", "scores", roles.reward.scores, prompts, responses, labels)
         if p.algo.reward_clip:
             scores = scores.clamp(-p.algo.reward_clip, p.algo.reward_clip)
         batch.scores = scores

@@ -109,6 +109,9 @@ class HybridEngine:
         self.timeout_s = timeout_s
         self.state = {name: "idle" for name in self.roles}
         self.history: list[Transition] = []
+        self.after_move: Callable[[str, str, str], None] | None = None
+        """Called after every transition that moved memory (sleep, wake, offload, reload), e.g.
+        to sample GPU memory right then."""
         self.step = 0
         self.offload_s = 0.0
 
@@ -135,6 +138,8 @@ class HybridEngine:
         self.state[role] = target
         self.history.append(attempted)
         self.on_state(role, attempted.source, target)
+        if method is not None and self.after_move is not None:
+            self.after_move(role, attempted.source, target)
 
     def begin(self, step: int) -> None:
         """Start `step`: reset `offload_s`, and put the trained roles' states in host memory (offload)."""

@@ -7,7 +7,8 @@ Every event is one JSON object on one line: `{"v": 1, "seq": 17, "t": 1764000000
     hello   run, name, pid, preset, roles, total_steps, devices   (emitted before any model loads)
     metric  step, values: {name: number | null}          (null = not finite)
     gpu     devices: [{index, name, used_bytes, total_bytes, util_percent, mem_util_percent, temperature_c, power_w,
-                       processes: [{pid, used_bytes, role}]}], host: {...}, reason
+                       processes: [{pid, used_bytes, role}]}], host: {...}, reason,
+            [transition: {role, from, to}]   (a sample taken right after a hybrid-engine memory move)
     state   role, from, to                                (e.g. actor loaded→offloaded)
     log     level, message, [dropped, first_dropped_seq]  (dropped: a viewer fell behind)
     sample  step, samples: [{prompt, response, reward}]

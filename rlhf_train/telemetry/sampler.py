@@ -138,6 +138,15 @@ class GpuSampler:
             host = {"total_bytes": None, "available_bytes": None, "processes": []}
         return {"devices": devices, "host": host, "reason": reason}
 
+    def sample_after_move(self, role: str, source: str, target: str) -> None:
+        """One `gpu` event now, tagged with the hybrid-engine move that just finished (an engine
+        asleep, states offloaded, ...), so memory is seen at every phase, not only every interval.
+        Never raises."""
+        try:
+            self._emit("gpu", **self.sample_once(), transition={"role": role, "from": source, "to": target})
+        except Exception as exc:
+            self._log_error("emitting a gpu event", exc)
+
     def _emit_sample(self) -> None:
         try:
             self._emit("gpu", **self.sample_once())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,27 @@ def test_a_killed_worker_ends_the_run_naming_its_role(tmp_path, procs):
     assert info["reason"].startswith(f"the engine worker (rank 0, pid {engine['pid']}) died: "), info["reason"]
     end = events(run)[-1]
     assert (end["type"], end["status"], end["reason"]) == ("end", "failed", info["reason"])
+    assert_no_ray_left(before)
+
+
+def test_a_stuck_engine_ends_the_run_after_the_phase_timeout_naming_it_and_the_step(tmp_path, procs):
+    """A worker that stops answering (here SIGSTOP: alive, holding its GPU, doing nothing — what a
+    hung collective looks like) ends the run after [placement].phase_timeout_s, not never."""
+    before = ray_processes()
+    run = tmp_path / "run"
+    proc = start(run, "train.max_steps=100000", "placement.phase_timeout_s=5")
+    procs.append(proc)
+    workers = wait_for(lambda: placed(run), 120, "the workers to be placed", proc)
+    wait_for(lambda: stepping(run), 180, "the first step", proc)
+    engine = next(w for w in workers if w["role"] == "engine")
+    os.kill(engine["pid"], signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    assert proc.wait(timeout=90) == 1
+    assert 5 <= time.monotonic() - stopped_at < 60
+    reason = run_info(run)["reason"]
+    assert re.fullmatch(r"step \d+: the engine's (generate|weight sync) did not finish within 5 s "
+                        r"\(\[placement\]\.phase_timeout_s\): a hung worker \(e\.g\. a collective waiting for a "
+                        r"peer that is gone\)", reason), reason
     assert_no_ray_left(before)
 
 

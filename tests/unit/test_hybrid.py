@@ -131,3 +131,14 @@ def test_call_with_timeout_returns_the_value_or_reraises_the_error():
     assert call_with_timeout(lambda: 4, (), None, "direct") == 4
     with pytest.raises(ZeroDivisionError):
         call_with_timeout(lambda: 1 / 0, (), 1.0, "divide")
+
+
+def test_after_move_follows_every_transition_that_moves_memory_and_no_other():
+    hybrid, events, _ = machine(engine_sleep=True, offload=True)
+    moved: list[tuple[str, str, str]] = []
+    hybrid.after_move = lambda *m: moved.append(m)
+    run_step(hybrid, 1)
+    assert moved == [e for e in events if not {"generating", "training"} & set(e[1:])]
+    assert moved == [("actor", "idle", "offloaded"), ("critic", "idle", "offloaded"), ("engine", "idle", "asleep"),
+                     ("actor", "offloaded", "idle"), ("critic", "offloaded", "idle"),
+                     ("critic", "idle", "offloaded"), ("engine", "asleep", "idle"), ("actor", "idle", "offloaded")]

@@ -356,3 +356,13 @@ def test_failing_readings_never_kill_the_thread(two_gpus, caplog):
 def test_interval_must_be_positive():
     with pytest.raises(ValueError, match="interval_s"):
         GpuSampler(Recorder(), interval_s=0)
+
+
+def test_a_sample_after_a_hybrid_move_is_tagged_with_it(two_gpus):
+    rec = Recorder()
+    sampler = GpuSampler(rec, role_pids={os.getpid(): "vllm"})
+    sampler.sample_after_move("engine", "idle", "asleep")
+    ((type_, fields, _),) = rec.events
+    assert type_ == "gpu" and fields["transition"] == {"role": "engine", "from": "idle", "to": "asleep"}
+    assert [d["used_bytes"] for d in fields["devices"]] == [30 * GiB, 2 * GiB]
+    assert not sampler.running  # one event now, no thread started
