@@ -394,16 +394,16 @@ class ActorRole:
         return plan_buckets([(Slot(tuple(n.removeprefix("model.") for n in slot.names), slot.shape), dtype)
                              for slot, dtype in module_slots(self.optimized.module)], bucket_bytes)
 
-    def send_weights(self, plan: list[Bucket], send: Callable[[torch.Tensor], None] | None,
+    def send_weights(self, plan: list[Bucket], send: Callable[[Bucket, torch.Tensor], None] | None,
                      device: torch.device) -> None:
         """Each bucket of `plan` gathered (every rank must call this: ZeRO-3 gathers collectively)
-        and, where `send` is given (rank 0), flattened on `device` and handed to it."""
+        and, where `send` is given, flattened on `device` and handed to it with its bucket."""
         state = self.optimized.module.state_dict(keep_vars=True)
         for bucket in plan:
             tensors = [state["model." + slot.names[0]] for slot in bucket.slots]
             with self.optimized.gathered(tensors):
                 if send is not None:
-                    send(flatten(bucket, [t.detach() for t in tensors], device))
+                    send(bucket, flatten(bucket, [t.detach() for t in tensors], device))
 
     def save(self, directory: Path, tokenizer) -> None:
         """Write the policy and `tokenizer` to `directory` in Hugging Face format from rank 0 (every

@@ -17,8 +17,8 @@ from rlhf_train.build import emit_loaded, load_run_data
 from rlhf_train.config.schema import Preset
 from rlhf_train.config.topology import plan_placement
 from rlhf_train.distributed.cluster import Cluster, connect
-from rlhf_train.distributed.groups import (ActorGroup, BroadcastWeightSync, CriticGroup, EngineGroup,
-                                           ReferenceGroup, RewardGroup, RoleGroup, WorkerInfo)
+from rlhf_train.distributed.groups import (ActorGroup, CriticGroup, EngineGroup, ReferenceGroup, RewardGroup,
+                                           RoleGroup, WeightSync, WorkerInfo)
 from rlhf_train.distributed.placement import create_placement_groups, group_specs
 from rlhf_train.distributed.worker import DISTRIBUTED_ROLES, WORKER_CLASSES
 from rlhf_train.models.loading import load_tokenizer
@@ -111,7 +111,7 @@ class RayRun:
     def roles(self, preset: Preset, tokenizer, emit=None) -> Roles:
         g = self.groups
         reward = make_reward_source(preset, emit, model_fn=g["reward"].scores if "reward" in g else None)
-        sync = BroadcastWeightSync(g["actor"], g["engine"], engine_ranks(preset),
+        sync = WeightSync(g["actor"], g["engine"], engine_ranks(preset),
                                    preset.rollout.weight_sync_bucket_mb << 20, preset.placement.ready_timeout_s)
         return Roles(actor=g["actor"], reference=g.get("reference"), critic=g.get("critic"), reward=reward,
                      engine=g["engine"], tokenizer=tokenizer, weight_sync=sync)

@@ -213,11 +213,17 @@ class EngineGroup(RoleGroup):
         self.all("wake_up")
 
 
-class BroadcastWeightSync:
-    """The actor → engines weight sync over a broadcast group (`weight_sync.py`): built once
-    (`connect`: bucket plan from the actor's rank 0, group of 1 + Σ engine ranks meeting at the
-    actor's rank 0), then each call gathers and broadcasts every bucket. An engine of
-    `ranks_per_engine` workers (vLLM tensor parallelism) holds that many consecutive ranks."""
+class WeightSync:
+    """The actor → engines weight sync, set up on first use (`connect`): the bucket plan from the
+    actor's rank 0, then one of two paths —
+
+    - `ipc`: every engine shares its GPU with actor rank i (the hybrid engine; GPU UUIDs compared):
+      each such rank hands its engine every gathered bucket by CUDA IPC handle (`cuda_ipc.py`);
+    - `broadcast`: a group of 1 + Σ engine ranks meeting at the actor's rank 0, which broadcasts
+      every gathered bucket (`weight_sync.py`; NCCL on GPUs, gloo on the CPU). An engine of
+      `ranks_per_engine` workers (vLLM tensor parallelism) holds that many consecutive ranks.
+
+    Every actor rank takes part in each sync (ZeRO-3 gathers are collective)."""
 
     def __init__(self, actor: ActorGroup, engines: EngineGroup, ranks_per_engine: int, bucket_bytes: int,
                  timeout_s: float) -> None:
@@ -226,10 +232,16 @@ class BroadcastWeightSync:
         self.bucket_bytes = bucket_bytes
         self.timeout_s = timeout_s
         self.plan: list = []
+        self.mode = ""
 
     def connect(self) -> None:
+        from rlhf_train.distributed.cuda_ipc import same_gpus
+
         sender = self.actor.handles[0]
         self.plan = self.actor.get([sender.weight_plan.remote(self.bucket_bytes)])[0]
+        if self.ranks_per_engine == 1 and same_gpus(self.actor.all("gpu_uuid"), self.engines.all("gpu_uuid")):
+            self.mode = "ipc"
+            return
         address, port = self.actor.get([sender.rendezvous.remote()])[0]
         world = 1 + self.engines.size * self.ranks_per_engine
         calls = [(self.actor, 0, sender.join_weight_group.remote(address, port, world, self.timeout_s))]
@@ -237,10 +249,16 @@ class BroadcastWeightSync:
                                                                 self.timeout_s))
                   for i, h in enumerate(self.engines.handles)]
         get_calls(calls)
+        self.mode = "broadcast"
 
     def __call__(self) -> None:
-        if not self.plan:
+        if not self.mode:
             self.connect()
+        if self.mode == "ipc":
+            engines = self.engines.handles
+            self.actor.get([h.send_weights_ipc.remote(self.plan, engines[r] if r < len(engines) else None)
+                            for r, h in enumerate(self.actor.handles)])
+            return
         calls = [(self.actor, r, h.send_weights.remote(self.plan)) for r, h in enumerate(self.actor.handles)]
         calls += [(self.engines, i, h.receive_weights.remote(self.plan)) for i, h in enumerate(self.engines.handles)]
         get_calls(calls)

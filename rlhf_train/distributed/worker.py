@@ -86,6 +86,12 @@ class RoleWorker:
                  strategy.world_size, dist.get_backend(), strategy.device)
         return strategy
 
+    def gpu_uuid(self) -> str | None:
+        """The UUID of this worker's GPU (None on the CPU): tells which workers share a GPU."""
+        from rlhf_train.distributed.cuda_ipc import gpu_uuid
+
+        return gpu_uuid()
+
     def offload(self):
         return self.role.offload()
 
@@ -133,7 +139,23 @@ class ActorWorker(RoleWorker):
     def send_weights(self, plan: list) -> None:
         """Every rank gathers each bucket; rank 0 broadcasts it to the engines."""
         group = self.weight_group if self.rank == 0 else None
-        self.role.send_weights(plan, group.send if group else None, group.device if group else local_device())
+        send = (lambda bucket, flat: group.send(flat)) if group else None
+        self.role.send_weights(plan, send, group.device if group else local_device())
+
+    def send_weights_ipc(self, plan: list, engine) -> None:
+        """Every rank gathers each bucket; a rank sharing its GPU with `engine` (a Ray handle, or
+        None) hands it each bucket by CUDA IPC handle and waits until the engine has copied it."""
+        import ray
+
+        from rlhf_train.distributed.cuda_ipc import share
+
+        def send(bucket, flat) -> None:
+            torch.cuda.synchronize()  # the gathered values are in the buffer before the engine reads it
+            ray.get(engine.receive_ipc.remote(bucket, share(flat)))
+
+        self.role.send_weights(plan, send if engine is not None else None, local_device())
+        if engine is not None:
+            ray.get(engine.finish_ipc.remote())
 
     def save(self, directory: str) -> None:
         self.role.save(Path(directory), self.tokenizer)
@@ -225,6 +247,12 @@ class EngineWorker(RoleWorker):
 
     def receive_weights(self, plan: list) -> None:
         self.engine.receive_weights(plan)
+
+    def receive_ipc(self, bucket, handle: tuple) -> None:
+        self.engine.receive_ipc(bucket, handle)
+
+    def finish_ipc(self) -> None:
+        self.engine.finish_ipc()
 
     def response_log_probs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
         return self.engine.response_log_probs(prompt_ids, response_ids)

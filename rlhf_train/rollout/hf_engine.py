@@ -56,6 +56,7 @@ class HFEngine:
         self.shared = shared
         self.released: dict[str, torch.Size] = {}  # parameter shapes while asleep
         self.awaiting_weights = False
+        self.ipc_pending: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
@@ -108,6 +109,20 @@ class HFEngine:
         from rlhf_train.distributed.weight_sync import receive_state
 
         self.load_weights(receive_state(self.weight_group, plan))
+
+    def receive_ipc(self, bucket, handle: tuple) -> None:
+        """One bucket shared by the actor rank on this GPU (`distributed.cuda_ipc`), copied out
+        before returning (the sender frees it then); `finish_ipc` loads them all."""
+        from rlhf_train.distributed.cuda_ipc import open_shared
+        from rlhf_train.distributed.weight_sync import unflatten
+
+        flat = open_shared(handle, next(self.model.parameters()).device.index)
+        for name, view in unflatten(bucket, flat):
+            self.ipc_pending[name] = view.clone()
+
+    def finish_ipc(self) -> None:
+        pending, self.ipc_pending = self.ipc_pending, {}
+        self.load_weights(pending)
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         if self.released:

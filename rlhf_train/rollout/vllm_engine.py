@@ -78,7 +78,9 @@ def prepare_environment(on_gpu: bool, bundle_indices: tuple[int, ...]) -> None:
     """The environment vLLM reads at import and start-up (this process is the engine's own)."""
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
-    if not on_gpu:
+    if on_gpu:
+        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # CUDA IPC handles through vLLM's RPC
+    else:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ["OMP_NUM_THREADS"] = "1"
     if bundle_indices:
@@ -159,6 +161,13 @@ class VLLMEngine:
 
     def receive_weights(self, plan: list) -> None:
         self.llm.collective_rpc("rlhf_receive_weights", args=([bucket.to_wire() for bucket in plan],))
+        self.llm.reset_prefix_cache()
+
+    def receive_ipc(self, bucket, handle: tuple) -> None:
+        self.llm.collective_rpc("rlhf_receive_ipc", args=(bucket.to_wire(), handle))
+
+    def finish_ipc(self) -> None:
+        self.llm.collective_rpc("rlhf_finish_ipc")
         self.llm.reset_prefix_cache()
 
     def load_weights(self, state_dict) -> None:
