@@ -37,3 +37,14 @@ def minimal_raw() -> dict:
         "algo": {"name": "grpo"},
         "train": {"rollout_batch_size": 4, "train_batch_size": 8, "micro_train_batch_size": 2},
     })
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster per test module that asks for it (`usefixtures("ray_cluster")`): runs
+    in the module find Ray initialised and leave it running. 8 logical CPUs on this 2-core machine:
+    the roles ask for fractions of one."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()

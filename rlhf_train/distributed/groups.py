@@ -13,6 +13,7 @@ Ray error — never a hang or a bare traceback.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import torch
 from rlhf_train.errors import RunError
 from rlhf_train.experience import ExperienceBatch
 from rlhf_train.rollout.base import Generation, SamplingParams
+
+log = logging.getLogger("rlhf_train")
 
 
 def even_parts(total: int, parts: int) -> list[slice]:
@@ -241,6 +244,8 @@ class WeightSync:
         self.plan = self.actor.get([sender.weight_plan.remote(self.bucket_bytes)])[0]
         if self.ranks_per_engine == 1 and same_gpus(self.actor.all("gpu_uuid"), self.engines.all("gpu_uuid")):
             self.mode = "ipc"
+            log.info("weight sync: weights by cuda ipc, %d buckets (every engine on its actor rank's GPU)",
+                     len(self.plan))
             return
         address, port = self.actor.get([sender.rendezvous.remote()])[0]
         world = 1 + self.engines.size * self.ranks_per_engine
@@ -250,6 +255,7 @@ class WeightSync:
                   for i, h in enumerate(self.engines.handles)]
         get_calls(calls)
         self.mode = "broadcast"
+        log.info("weight sync: %d buckets broadcast from actor rank 0 to %d engine ranks", len(self.plan), world - 1)
 
     def __call__(self) -> None:
         if not self.mode:

@@ -42,38 +42,14 @@ def test_the_hf_engine_loads_a_model_shared_bucket_by_bucket_over_cuda_ipc():
         assert torch.equal(torch.from_numpy(received[name]), tensor.cpu()), name
 
 
-def _broadcast_member(rank: int, port: int, plan, state, queue) -> None:
-    from rlhf_train.distributed.weight_sync import BroadcastGroup, receive_state
-
-    torch.cuda.set_device(rank)  # NCCL refuses two ranks on one GPU: that case is CUDA IPC's
-    group = BroadcastGroup("127.0.0.1", port, rank, 2, "nccl", timeout_s=120)
-    if rank == 0:
-        for bucket in plan:
-            group.send(flatten(bucket, [state[s.names[0]].cuda(0) for s in bucket.slots], group.device))
-        torch.cuda.synchronize()
-    else:
-        queue.put({k: v.cpu().numpy() for k, v in receive_state(group, plan).items()})
-
-
 def test_the_broadcast_group_runs_over_nccl():
     import pytest
 
-    from rlhf_train.distributed.worker import free_port
+    from tests.unit.test_weight_sync import broadcast_over
 
     if torch.cuda.device_count() < 2:
         pytest.skip("NCCL needs a GPU per rank: two GPUs (one GPU is the CUDA IPC path, tested above)")
-
     model = build_tiny_model(seed=6)
     state = model.state_dict()
-    plan = plan_buckets(module_slots(model), bucket_bytes=256 << 10)
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_broadcast_member, args=(r, port, plan, state, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    received = queue.get(timeout=300)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    assert all(torch.equal(torch.from_numpy(received[k]), state[k]) for k in state)
+    (received,) = broadcast_over("nccl", 2, plan_buckets(module_slots(model), bucket_bytes=256 << 10), state)
+    assert all(torch.equal(received[k], state[k]) for k in state)

@@ -29,8 +29,9 @@ def test_tiny_preset_learns_within_five_minutes(tmp_path):
     assert elapsed < 300
     info = run_info(tmp_path / "run")
     assert info["status"] == "finished"
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
-        "step_000100", "step_000200", "step_000300"]
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step_000100", "step_000200", "step_000300"]
+    assert (checkpoints / "latest").read_text().strip() == "step_000300"
 
 
 def test_zero_learning_rate_does_not_rise(tmp_path):

@@ -86,14 +86,19 @@ def procs():
             proc.wait(timeout=30)
 
 
-def test_a_killed_worker_ends_the_run_naming_its_role(tmp_path, procs):
-    before = ray_processes()
-    run = tmp_path / "run"
-    proc = start(run, "train.max_steps=100000")
+def engine_in_a_stepping_run(run: Path, procs: list, *overrides: str) -> tuple[subprocess.Popen, dict]:
+    """Start a long run, wait for its first step; the run and its engine worker."""
+    proc = start(run, "train.max_steps=100000", *overrides)
     procs.append(proc)
     workers = wait_for(lambda: placed(run), 120, "the workers to be placed", proc)
     wait_for(lambda: stepping(run), 180, "the first step", proc)
-    engine = next(w for w in workers if w["role"] == "engine")
+    return proc, next(w for w in workers if w["role"] == "engine")
+
+
+def test_a_killed_worker_ends_the_run_naming_its_role(tmp_path, procs):
+    before = ray_processes()
+    run = tmp_path / "run"
+    proc, engine = engine_in_a_stepping_run(run, procs)
     os.kill(engine["pid"], signal.SIGKILL)
     killed_at = time.monotonic()
     assert proc.wait(timeout=60) == 1
@@ -111,11 +116,7 @@ def test_a_stuck_engine_ends_the_run_after_the_phase_timeout_naming_it_and_the_s
     hung collective looks like) ends the run after [placement].phase_timeout_s, not never."""
     before = ray_processes()
     run = tmp_path / "run"
-    proc = start(run, "train.max_steps=100000", "placement.phase_timeout_s=5")
-    procs.append(proc)
-    workers = wait_for(lambda: placed(run), 120, "the workers to be placed", proc)
-    wait_for(lambda: stepping(run), 180, "the first step", proc)
-    engine = next(w for w in workers if w["role"] == "engine")
+    proc, engine = engine_in_a_stepping_run(run, procs, "placement.phase_timeout_s=5")
     os.kill(engine["pid"], signal.SIGSTOP)
     stopped_at = time.monotonic()
     assert proc.wait(timeout=90) == 1

@@ -14,18 +14,9 @@ from rlhf_train.telemetry.runs import process_alive
 
 from .conftest import events, metric_series, run_cli, run_info
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 RAY = ("placement.mode=\"ray\"",)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    """One local Ray cluster for the module; runs find it initialised and leave it running."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 def placed_workers(run_dir) -> list[dict]:

@@ -12,18 +12,10 @@ import pytest
 
 from .conftest import events, metric_series, run_cli, run_info
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 PRESET = str(Path(__file__).resolve().parents[2] / "presets" / "tiny-cpu-ring2.toml")
 RAY = ("placement.mode=\"ray\"",)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 HYBRID = ("deepspeed.zero_stage=3", "deepspeed.enable_sleep=true", "rollout.enable_sleep=true",

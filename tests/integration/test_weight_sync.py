@@ -14,19 +14,11 @@ from rlhf_train.telemetry.rundir import RunDir
 
 from .conftest import TINY
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 ZERO3_TWO_RANKS = ["placement.mode=\"ray\"", "deepspeed.zero_stage=3", "placement.actor_workers=2",
                    "algo.kl_coef=0", "train.actor_lr=1e-2", "train.micro_train_batch_size=32",
                    "train.micro_rollout_batch_size=32", "rollout.max_new_tokens=4"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 def start(tmp_path, *overrides: str):
@@ -68,6 +60,7 @@ def test_after_a_training_step_every_engine_has_the_zero3_actors_weights(tmp_pat
         synced, scale = engine_vs_actor(trainer)
         assert max(synced) <= 1e-5 and scale > 0.1
         assert len(trainer.roles.weight_sync.plan) == 2  # 1.2 MB of float32 weights in 1 MiB buckets
+        assert trainer.roles.weight_sync.mode == "broadcast"  # no GPU: no CUDA IPC
 
         metrics = trainer.step(2)  # the step's own sync phase
         assert metrics["time/weight_sync_s"] > 0

@@ -63,39 +63,49 @@ def test_the_wire_form_is_plain_lists_and_round_trips():
     assert [Bucket.from_wire(w) for w in wire] == plan
 
 
-def _member(rank: int, port: int, plan: list[Bucket], state: dict, queue) -> None:
-    group = BroadcastGroup("127.0.0.1", port, rank, 3, "gloo", timeout_s=30)
+def _member(rank: int, world: int, port: int, backend: str, plan: list[Bucket], state: dict, queue) -> None:
+    if backend == "nccl":
+        torch.cuda.set_device(rank)  # NCCL refuses two ranks on one GPU
+    group = BroadcastGroup("127.0.0.1", port, rank, world, backend, timeout_s=120)
     if rank == 0:
         for bucket in plan:
             group.send(flatten(bucket, [state[s.names[0]] for s in bucket.slots], group.device))
     else:
         received = receive_state(group, plan)
-        queue.put({name: t.numpy().copy() for name, t in received.items()})  # by value, not a shared fd
+        queue.put({name: t.cpu().numpy().copy() for name, t in received.items()})  # by value, not a shared fd
+    if backend == "nccl":
+        torch.cuda.synchronize()
 
 
-@pytest.mark.slow
-def test_rank_zero_broadcasts_every_bucket_to_two_receivers_over_gloo():
+def broadcast_over(backend: str, world: int, plan: list[Bucket], state: dict) -> list[dict]:
+    """Spawn `world` processes in one broadcast group; rank 0 sends `state` by `plan`; what every
+    other rank received."""
     import multiprocessing as mp
 
     from rlhf_train.distributed.worker import free_port
 
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_member, args=(r, world, port, backend, plan, state, queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    received = [queue.get(timeout=300) for _ in range(world - 1)]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return [{name: torch.from_numpy(array) for name, array in got.items()} for got in received]
+
+
+@pytest.mark.slow
+def test_rank_zero_broadcasts_every_bucket_to_two_receivers_over_gloo():
     model = build_tiny_model(seed=5)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     plan = plan_buckets(module_slots(model), bucket_bytes=200 << 10)
     assert len(plan) >= 4
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_member, args=(r, port, plan, state, queue)) for r in range(3)]
-    for p in procs:
-        p.start()
-    received = [queue.get(timeout=120) for _ in range(2)]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    for got in received:
+    for got in broadcast_over("gloo", 3, plan, state):
         assert sorted(got) == sorted(state)
-        assert all(torch.equal(torch.from_numpy(got[k]), state[k]) for k in state)
+        assert all(torch.equal(got[k], state[k]) for k in state)
 
 
 def test_a_receiver_with_nobody_to_meet_times_out_with_a_clear_error():

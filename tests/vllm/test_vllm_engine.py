@@ -14,20 +14,12 @@ from rlhf_train.telemetry.rundir import RunDir
 from tests.integration.conftest import TINY, events, metric_series, run_cli, run_info
 
 pytest.importorskip("vllm")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
 
 VLLM = ["placement.mode=\"ray\"", "rollout.engine=\"vllm\"", "deepspeed.zero_stage=3", "algo.kl_coef=0",
         "train.actor_lr=1e-2", "rollout.max_new_tokens=4"]
 TOLERANCE = 5e-5
 """vLLM's CPU kernels against transformers' float32 forward: ~7e-6 typical (../shared/VLLM_CPU.md)."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
