@@ -275,9 +275,10 @@ class Trainer:
         for name in offloaded:
             self.hybrid.move(name, "offloaded")
         per_episode = len(self.prompts) // self.preset.train.rollout_batch_size
+        normalizer = self.roles.reward.normalizer
         TrainerState(step=self.last_step, batches=self.last_step, episode=self.last_step // per_episode,
-                     kl_coef=self.kl_controller.value, seq=self.last_seq, skipped=self.skipped
-                     ).save(directory / "state")
+                     kl_coef=self.kl_controller.value, seq=self.last_seq, skipped=self.skipped,
+                     reward_normalizer=normalizer.state() if normalizer else None).save(directory / "state")
         save_rng(directory / "state" / "rng.pt")
 
     def restore(self, checkpoint: Path) -> TrainerState:
@@ -290,6 +291,8 @@ class Trainer:
             self.roles.critic.load_state(checkpoint / "state" / "critic")
         load_rng(checkpoint / "state" / "rng.pt")
         self.kl_controller.value = state.kl_coef
+        if self.roles.reward.normalizer is not None and state.reward_normalizer is not None:
+            self.roles.reward.normalizer.load_state(state.reward_normalizer)
         self.last_step = self.last_saved = state.step
         self.skipped = state.skipped
         self.batches = prompt_batches(self.prompts, self.preset.train.rollout_batch_size, self.preset.run.seed,

@@ -33,6 +33,8 @@ class TrainerState:
     """The `seq` of the last event written before the checkpoint."""
     skipped: int
     """Batches skipped so far for non-finite values ([checkpoint].nonfinite_skips)."""
+    reward_normalizer: dict | None = None
+    """The running reward statistics of `[reward].normalize` (`RunningNormalizer.state`); None when off."""
 
     def save(self, directory: Path) -> None:
         (directory / TRAINER_FILE).write_text(json.dumps(asdict(self), indent=2))

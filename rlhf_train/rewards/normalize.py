@@ -41,6 +41,13 @@ class RunningNormalizer:
         self.m2 += m2_b + delta * delta * self.count * n_b / n
         self.count = n
 
+    def state(self) -> dict[str, float]:
+        """The statistics so far, for a checkpoint (`load_state` puts them back)."""
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
+
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         self.update(scores)
         std = max(self.var ** 0.5, self.eps)

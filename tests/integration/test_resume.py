@@ -24,7 +24,8 @@ from tests.integration.conftest import LOCAL, REPO, TINY, events, run_info
 pytestmark = pytest.mark.slow
 
 BASE = (LOCAL, "telemetry.socket=false", "telemetry.samples_per_step=16", "checkpoint.save_steps=2",
-        "checkpoint.keep=2")
+        "checkpoint.keep=2", "reward.normalize=true")
+"""`reward.normalize`: its running statistics are state a resume must restore too."""
 NOISE = ("time/", "perf/")
 """Metrics that are timings, not results."""
 

@@ -126,7 +126,8 @@ def test_prompt_batches_from_a_position_continue_the_same_order():
 
 
 def test_trainer_state_and_generators_round_trip(tmp_path):
-    state = TrainerState(step=6, batches=6, episode=1, kl_coef=0.0123, seq=77, skipped=1)
+    state = TrainerState(step=6, batches=6, episode=1, kl_coef=0.0123, seq=77, skipped=1,
+                         reward_normalizer={"count": 48, "mean": 0.25, "m2": 3.5})
     state.save(tmp_path)
     assert TrainerState.load(tmp_path) == state
     import random

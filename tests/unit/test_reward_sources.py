@@ -3,6 +3,8 @@ reward source's checks, and the eval prompts' held-out split."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -27,6 +29,20 @@ def test_running_normalizer_equals_float64_statistics_of_everything_seen():
         assert norm.mean == pytest.approx(np.mean(np.asarray(seen, dtype=np.float32), dtype=np.float64), rel=1e-12)
         assert norm.var ** 0.5 == pytest.approx(std, rel=1e-9)
         np.testing.assert_allclose(out.numpy(), (np.float32(batch) - mean) / std, rtol=1e-5, atol=1e-6)
+
+
+def test_a_normalizer_restored_from_its_state_continues_exactly():
+    """Resume: the statistics saved in a checkpoint give the same normalised scores afterwards."""
+    rng = np.random.default_rng(1)
+    batches = [torch.tensor(rng.normal(0.5, 1.5, size=8), dtype=torch.float32) for _ in range(4)]
+    whole = RunningNormalizer()
+    for batch in batches[:2]:
+        whole(batch)
+    resumed = RunningNormalizer()
+    resumed.load_state(json.loads(json.dumps(whole.state())))  # as trainer.json holds it
+    for batch in batches[2:]:
+        assert torch.equal(resumed(batch), whole(batch))
+    assert resumed.state() == whole.state()
 
 
 def test_constant_scores_do_not_divide_by_zero():
