@@ -61,7 +61,16 @@ def hello_fields(preset: Preset, rd: RunDir) -> dict:
             "devices": devices}
 
 
-STOPPED_BY_SIGTERM = ("stopped", "stop requested (SIGTERM)", 0)
+class StopRequest(threading.Event):
+    """Set by the first SIGTERM or Ctrl-C: the run finishes its step, saves and ends as `stopped`
+    with `outcome` (SIGTERM exits 0, as asked for; Ctrl-C 130, as an interrupt does)."""
+
+    outcome = ("stopped", "stop requested (SIGTERM)", 0)
+
+    def request(self, signum: int) -> None:
+        if signum == signal.SIGINT:
+            self.outcome = ("stopped", "stop requested (Ctrl-C)", 130)
+        self.set()
 
 
 def resume_trainer(trainer, rd: RunDir, emitter: Emitter) -> None:
@@ -81,7 +90,7 @@ def resume_trainer(trainer, rd: RunDir, emitter: Emitter) -> None:
                  resume={"step": state.step, "checkpoint": str(found.path), "seq": state.seq})
 
 
-def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, role_pids: dict[int, str],
+def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: StopRequest, role_pids: dict[int, str],
           resume: bool = False, after_move: Callable[[str, str, str], None] | None = None) -> tuple[str, str, int]:
     """Build and run the trainer (continued from its last checkpoint when `resume`) until done or
     `stop` is set; (status, reason, exit code) however it ends. A Ray run's workers are gone when
@@ -103,7 +112,7 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, r
         if resume:
             resume_trainer(trainer, rd, emitter)
         if stop.is_set():  # asked to stop while the models were loading
-            return STOPPED_BY_SIGTERM
+            return stop.outcome
         progress = StepProgress(trainer.total_steps, preset.run.name)
         progress.start()
 
@@ -113,7 +122,7 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, r
 
         completed = trainer.run(on_step, stop.is_set)
         trainer.save_checkpoint()
-        return ("finished", "", 0) if completed else STOPPED_BY_SIGTERM
+        return ("finished", "", 0) if completed else stop.outcome
     except KeyboardInterrupt:
         return "stopped", "interrupted (Ctrl-C)", 130
     except user_errors() as exc:
@@ -129,18 +138,30 @@ def train(preset: Preset, rd: RunDir, emitter: Emitter, stop: threading.Event, r
             ray_run.close()
 
 
+def restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
 def run_preset(preset: Preset, run_dir: str | None = None, resume: str | None = None) -> int:
     """Run to the end; returns the process exit code (0 finished, 1 failed, 130 interrupted).
     `resume` (a run directory, run id or `latest`) continues that run in its directory instead;
     a run that may not be continued is a `RunError` before anything is written."""
-    stop = threading.Event()
+    stop = StopRequest()
 
-    def request_stop(*_) -> None:
-        """First SIGTERM: finish the current step, save, stop. A second one kills as usual."""
-        stop.set()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def request_stop(signum, _frame) -> None:
+        """First SIGTERM or Ctrl-C: finish the current step, save, stop. A second SIGTERM kills as
+        usual; a second Ctrl-C aborts the step (KeyboardInterrupt: no checkpoint of it)."""
+        stop.request(signum)
+        if signum == signal.SIGINT:
+            print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort)",
+                  file=sys.stderr, flush=True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    previous = signal.signal(signal.SIGTERM, request_stop)  # before run.json exists: no window without it
+    # before run.json exists: no window without them
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     if resume is None:
         rd = RunDir.create(preset, run_dir)
     else:
@@ -149,7 +170,7 @@ def run_preset(preset: Preset, run_dir: str | None = None, resume: str | None = 
         try:
             path, changes = prepare_resume(preset, resume)
         except BaseException:
-            signal.signal(signal.SIGTERM, previous)
+            restore_handlers(previous)
             raise
         rd = RunDir.reopen(path, preset)
     handler = _setup_logging(rd.log_path)
@@ -170,7 +191,7 @@ def run_preset(preset: Preset, run_dir: str | None = None, resume: str | None = 
     log.info("run %s started (pid %d)", rd.info.id, rd.info.pid)
     status, reason, code = train(preset, rd, emitter, stop, role_pids, resume=resume is not None,
                                  after_move=sampler.sample_after_move)
-    signal.signal(signal.SIGTERM, previous)
+    restore_handlers(previous)
     sampler.stop()
     rd.finish(status, reason)
     emitter.emit("end", status=status, reason=reason)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def free_port() -> int:
 class RoleWorker:
     def __init__(self, role: str, rank: int, world_size: int, preset: Preset, run_dir: str) -> None:
         self.role_name, self.rank, self.world_size, self.preset = role, rank, world_size, preset
+        # a terminal's Ctrl-C reaches every process of its group: the controller alone answers it
+        # (finish the step, save, stop), which needs the workers alive until then
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.run_dir = Path(run_dir)
         torch.set_num_threads(max(1, int(preset.placement.cpus_per_worker)))
         logs = Path(run_dir) / "workers"
