@@ -28,14 +28,15 @@ def test_eval_reward_in_events_and_in_the_dashboard_curves(tmp_path):
     async def scenario():
         app = RlhfTui(root=tmp_path / "runs")
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "the runs screen")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), 30, "the runs screen")
             await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended, 5,
+            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended, 30,
                              "the dashboard to replay the run")
             curves = app.screen.query_one(CurvesPanel)
-            await wait_until(pilot, lambda: curves.shown, 2, "the curves")
+            await wait_until(pilot, lambda: curves.shown, 30, "the curves")
             assert list(curves.shown) == ["reward/mean"]
             await pilot.press("m")
+            await wait_until(pilot, lambda: "eval/reward_mean" in curves.shown, 30, "the eval curve")
             assert curves.shown == {"eval/reward_mean": expected}
             await pilot.press("q")
 
