@@ -286,7 +286,10 @@ def checkpoint_activations(module: nn.Module) -> None:
     layers' activations in backward instead of keeping them (active in train mode, see `train_mode`)."""
     for sub in module.modules():
         if getattr(sub, "supports_gradient_checkpointing", False):
-            sub.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(sub, "activation_checkpointing_enable"):  # transformers ≥ 5.24's name
+                sub.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                sub.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             return
     raise RunError(f"[deepspeed].gradient_checkpointing = true but {type(module).__name__} has no Hugging Face "
                    "model that supports it; set it to false")

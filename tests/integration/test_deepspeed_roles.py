@@ -203,7 +203,9 @@ def test_gradient_checkpointing_recomputes_without_changing_the_updates():
         update={"gradient_checkpointing": True})})
     expected, _ = train_roles(plain)
     got, actor = train_roles(checkpointed)
-    assert actor.actor.model.is_activation_checkpointing and not actor.actor.training
+    model = actor.actor.model  # transformers renamed the flag in 5.24
+    assert getattr(model, "is_activation_checkpointing", None) or getattr(model, "is_gradient_checkpointing")
+    assert not actor.actor.training
     for role in ("actor", "critic"):
         for want, have in zip(expected[role], got[role]):
             assert have == pytest.approx(want, rel=1e-5, abs=1e-7), role

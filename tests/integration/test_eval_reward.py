@@ -22,13 +22,15 @@ def test_eval_reward_in_events_and_in_the_dashboard_curves(tmp_path):
 
     from rlhf_tui.app import RlhfTui
     from rlhf_tui.components.curves_panel import CurvesPanel
+    from rlhf_tui.components.runs_table import RunsTable
     from rlhf_tui.screens.dashboard import DashboardScreen
     from rlhf_tui.screens.runs import RunsScreen
 
     async def scenario():
         app = RlhfTui(root=tmp_path / "runs")
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), 30, "the runs screen")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen)
+                             and app.screen.query_one(RunsTable).row_count == 1, 30, "the run in the runs table")
             await pilot.press("enter")
             await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended, 30,
                              "the dashboard to replay the run")
