@@ -74,7 +74,13 @@ def launch(preset_path: Path, overrides: tuple[str, ...] = ()) -> Launched:
     argv = [sys.executable, "-m", "rlhf_train.cli", str(preset_path), "--run-dir", str(run_dir)]
     for override in overrides:
         argv += ["--set", override]
-    with (run_dir / CONSOLE_LOG).open("wb") as console:
+    return _start(argv, run_dir, "wb")
+
+
+def _start(argv: list[str], run_dir: Path, console_mode: str) -> Launched:
+    """`argv` detached (own session, no stdin, output to RUN/console.log opened with
+    `console_mode`), with a thread that reaps it (no zombie) and records its exit code."""
+    with (run_dir / CONSOLE_LOG).open(console_mode) as console:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     launched = Launched(run_dir=run_dir, argv=argv, process=process)
@@ -91,16 +97,7 @@ def resume(run_dir: Path) -> Launched:
     run continues in its own directory from its last complete checkpoint. Its console output is
     appended to `RUN/console.log`."""
     argv = [sys.executable, "-m", "rlhf_train.cli", str(run_dir / "preset.toml"), "--resume", str(run_dir)]
-    with (run_dir / CONSOLE_LOG).open("ab") as console:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    launched = Launched(run_dir=run_dir, argv=argv, process=process)
-
-    def reap() -> None:
-        launched.exit_code = process.wait()
-
-    threading.Thread(target=reap, name=f"reap {process.pid}", daemon=True).start()
-    return launched
+    return _start(argv, run_dir, "ab")
 
 
 def console_error(console_log: Path) -> str:
