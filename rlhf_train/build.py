@@ -64,6 +64,11 @@ def hf_engine(model, tokenizer, preset: Preset, shared: bool) -> HFEngine:
                     shared=shared)
 
 
+def weights_already_shared() -> None:
+    """The local placement's weight sync: the engine generates with the actor's own module, so an
+    update is in it already."""
+
+
 def build_local_run(preset: Preset, run_dir: RunDir, emitter: Emitter) -> Trainer:
     transformers_logging.disable_progress_bar()  # our progress bar is the one on the terminal
     torch.manual_seed(preset.run.seed)
@@ -82,6 +87,6 @@ def build_local_run(preset: Preset, run_dir: RunDir, emitter: Emitter) -> Traine
         critic = CriticRole(critic_model, preset, data.optimizer_steps)
     roles = Roles(actor=ActorRole(actor, preset, data.optimizer_steps), reference=reference, critic=critic,
                   reward=make_reward_source(preset, emitter.emit), engine=hf_engine(model, tokenizer, preset, shared=True),
-                  tokenizer=tokenizer)
+                  tokenizer=tokenizer, weight_sync=weights_already_shared)
     emit_loaded(emitter, preset, sum(p.numel() for p in model.parameters()), data)
     return Trainer(preset, roles, data.prompts, data.total_steps, emitter.emit, run_dir.checkpoints)

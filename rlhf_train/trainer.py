@@ -39,9 +39,9 @@ class Roles:
     reward: RewardSource
     engine: RolloutEngine
     tokenizer: object
-    weight_sync: Callable[[], None] | None = None
-    """Pushes the actor's weights into the engines (Ray: the broadcast group); None: the engine
-    loads the actor's state dict."""
+    weight_sync: Callable[[], None]
+    """Pushes the actor's weights into the engines (Ray: `groups.WeightSync`; local: the engine
+    shares the actor's module, so there is nothing to copy)."""
 
 
 def prompt_batches(prompts: list[PromptRecord], batch_size: int, seed: int, start: int = 0
@@ -224,10 +224,7 @@ class Trainer:
 
     def push_weights(self) -> None:
         """The actor's current weights into every rollout engine (the hybrid engine's sync phase)."""
-        if self.roles.weight_sync is not None:
-            self.roles.weight_sync()
-        else:
-            self.roles.engine.load_weights(self.roles.actor.state_dict())
+        self.roles.weight_sync()
 
     def run(self, on_step: Callable[[int, dict[str, float]], None], should_stop: Callable[[], bool]) -> bool:
         """Run every step, checkpointing every `[checkpoint].save_steps`; returns False when

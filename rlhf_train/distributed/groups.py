@@ -154,13 +154,6 @@ class ActorGroup(RoleGroup):
         shared = ray.put(batch)
         return self.all("fit", shared, kl_coef, seed)[0]
 
-    def state_dict(self):
-        """A Ray reference to the full weights (gathered on rank 0; every rank takes part), passed
-        on to the engines without a copy through the controller."""
-        refs = [h.state_dict.remote() for h in self.handles]
-        self.get(refs[1:])
-        return refs[0]
-
     def save(self, directory: Path, tokenizer) -> None:
         """Rank 0 writes the model in HF format (every rank takes part in gathering it); the
         controller adds the tokenizer. Several nodes need `directory` on a shared filesystem."""
@@ -200,10 +193,6 @@ class EngineGroup(RoleGroup):
         return Generation(prompt_ids=[p for g in outs for p in g.prompt_ids],
                           response_ids=[r for g in outs for r in g.response_ids],
                           truncated=[t for g in outs for t in g.truncated])
-
-    def load_weights(self, state_dict) -> None:
-        """Every engine loads the weights (a Ray reference from `ActorGroup.state_dict`, or a dict)."""
-        self.all("load_weights", state_dict)
 
     def response_log_probs(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> list[list[float]]:
         """Per engine, the log-probs of the same samples under its weights (one list per engine)."""

@@ -127,9 +127,6 @@ class ActorWorker(RoleWorker):
     def fit(self, batch: ExperienceBatch, kl_coef: float, seed: int) -> dict[str, float]:
         return self.role.fit(batch, kl_coef, seed)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.role.state_dict()
-
     def weight_plan(self, bucket_bytes: int) -> list:
         return self.role.weight_plan(bucket_bytes)
 
@@ -242,9 +239,6 @@ class EngineWorker(RoleWorker):
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
         return self.engine.generate(prompt_ids, params)
-
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.engine.load_weights(state_dict)
 
     def join_weight_group(self, address: str, port: int, rank: int, world_size: int, timeout_s: float) -> None:
         self.engine.join_weight_group(address, port, rank, world_size, timeout_s)

@@ -2,16 +2,14 @@
 
 An engine turns prompt token ids into sampled responses. Samples of one prompt come out
 contiguous: for prompts p0, p1 and n = 2 the order is p0, p0, p1, p1 (the group layout the
-advantage estimators rely on). Between phases the trainer may put an engine to sleep and wake it,
-and pushes new actor weights into it after every update.
+advantage estimators rely on). Between phases the trainer may put an engine to sleep and wake it;
+new actor weights reach it after every update through the run's weight sync (`Roles.weight_sync`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
-
-import torch
 
 
 @dataclass(frozen=True)
@@ -46,8 +44,6 @@ class Generation:
 
 class RolloutEngine(Protocol):
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation: ...
-
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None: ...
 
     def sleep(self) -> None: ...
 

@@ -169,9 +169,6 @@ class VLLMEngine:
         self.llm.collective_rpc("rlhf_finish_ipc")
         self.llm.reset_prefix_cache()
 
-    def load_weights(self, state_dict) -> None:
-        raise RunError("the vllm engine takes its weights from the actor's broadcast group (receive_weights)")
-
     def sleep(self) -> None:
         """vLLM sleep level 1: weights to host memory, KV cache released."""
         if not self.settings.enable_sleep:
